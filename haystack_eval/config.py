@@ -1,0 +1,317 @@
+"""The YAML config: pydantic models (unknown keys are errors), loading, and grid expansion.
+
+Every validation error becomes one line that names the file, the line and the field's YAML
+path, and says what would fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from haystack_eval.config_errors import Loc, explain, index_lines, locate
+from haystack_eval.errors import ConfigError
+
+__all__ = [
+    "CheckConfig",
+    "Config",
+    "HaystackConfig",
+    "ModelConfig",
+    "ModelParams",
+    "RunConfig",
+    "ScoringConfig",
+    "Spread",
+    "TaskConfig",
+    "load_config",
+]
+
+Provider = Literal["openai", "anthropic", "openai-compatible", "llamacpp", "scripted"]
+MAX_LENGTH = 10_000_000
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOOKS_LIKE_KEY = re.compile(r"^(sk-|sk_|xai-|AIza)|^[A-Za-z0-9_\-]{32,}$")
+_TOKENIZER = re.compile(r"^(auto|model-native|tiktoken:[a-z0-9_]+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Strict):
+    """Generation settings sent with every request."""
+
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    max_output_tokens: int = Field(32, ge=1, le=1_000_000)
+
+
+class ModelConfig(_Strict):
+    """Which model answers, how to reach it, and how its tokens are counted."""
+
+    provider: Provider
+    name: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tokenizer: str = "auto"
+    context_window: int | None = Field(None, ge=1)
+    params: ModelParams = ModelParams()
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"{value!r} is not an http(s) URL; write it like http://127.0.0.1:8000/v1")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            if _LOOKS_LIKE_KEY.search(value):
+                raise ValueError("this looks like a key itself; put the key in an environment variable "
+                                 "and write the variable's name here (for example OPENAI_API_KEY)")
+            if not _ENV_NAME.match(value):
+                raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")
+        return value
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer(cls, value: str) -> str:
+        if not _TOKENIZER.match(value):
+            raise ValueError(f"{value!r} is not a tokenizer; use auto, model-native, "
+                             "tiktoken:o200k_base or tiktoken:cl100k_base")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ModelConfig:
+        if self.provider == "openai-compatible" and not self.base_url:
+            raise ValueError("provider openai-compatible needs model.base_url (for example http://127.0.0.1:8000/v1)")
+        return self
+
+
+class Spread(_Strict):
+    """Evenly spaced values: ``steps`` points from ``min`` to ``max``."""
+
+    min: float
+    max: float
+    steps: int = Field(ge=1, le=1000)
+    spacing: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Spread:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is larger than max ({self.max:g})")
+        if self.spacing == "log" and self.min <= 0:
+            raise ValueError("log spacing needs min > 0")
+        return self
+
+    def values(self) -> list[float]:
+        """The points, ends included."""
+        if self.steps == 1:
+            return [self.min]
+        if self.spacing == "log":
+            return [float(v) for v in np.geomspace(self.min, self.max, self.steps)]
+        return [float(v) for v in np.linspace(self.min, self.max, self.steps)]
+
+
+_UNION_TAGS = frozenset({"list", "spread"})
+
+
+def _pick(value: Any) -> str:
+    return "spread" if isinstance(value, dict) else "list"
+
+
+Lengths = Annotated[
+    Annotated[list[int], Tag("list")] | Annotated[Spread, Tag("spread")], Discriminator(_pick)
+]
+Depths = Annotated[
+    Annotated[list[float], Tag("list")] | Annotated[Spread, Tag("spread")], Discriminator(_pick)
+]
+
+
+def _no_duplicates(values: list[Any], what: str) -> None:
+    seen = {v for v in values if values.count(v) > 1}
+    if seen:
+        raise ValueError(f"{what} {sorted(seen)} appear more than once; list each {what[:-1]} once")
+
+
+def _length_values(spec: list[int] | Spread) -> list[int]:
+    return list(spec) if isinstance(spec, list) else [round(v) for v in spec.values()]
+
+
+def _depth_values(spec: list[float] | Spread) -> list[float]:
+    return [float(v) for v in spec] if isinstance(spec, list) else [round(v, 4) for v in spec.values()]
+
+
+class HaystackConfig(_Strict):
+    """The filler, and the lengths (tokens of the whole prompt) and depths (percent) of the grid."""
+
+    filler: str | list[str] = "essays"
+    lengths: Lengths
+    depths: Depths = Spread(min=0, max=100, steps=11)
+
+    @field_validator("filler")
+    @classmethod
+    def _filler(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not items:
+            raise ValueError("the list is empty; name a bundled filler (essays, noise) or files")
+        if any(not item.strip() for item in items):
+            raise ValueError("an empty path; name a bundled filler (essays, noise) or a file")
+        return value
+
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, value: list[int] | Spread) -> list[int] | Spread:
+        values = _length_values(value)
+        if not values:
+            raise ValueError("the list is empty; give at least one length in tokens")
+        bad = [v for v in values if not 1 <= v <= MAX_LENGTH]
+        if bad:
+            raise ValueError(f"{bad[0]} is outside 1..{MAX_LENGTH}; lengths count tokens of the whole prompt")
+        _no_duplicates(values, "lengths")
+        return value
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, value: list[float] | Spread) -> list[float] | Spread:
+        values = _depth_values(value)
+        if not values:
+            raise ValueError("the list is empty; give at least one depth between 0 and 100")
+        bad = [v for v in values if not 0 <= v <= 100]
+        if bad:
+            raise ValueError(f"{bad[0]:g} is outside 0..100; depths are percent of the haystack")
+        _no_duplicates(values, "depths")
+        return value
+
+    def length_values(self) -> tuple[int, ...]:
+        """The lengths of the grid, in the order given."""
+        return tuple(_length_values(self.lengths))
+
+    def depth_values(self) -> tuple[float, ...]:
+        """The depths of the grid, in the order given."""
+        return tuple(_depth_values(self.depths))
+
+
+class TaskConfig(_Strict):
+    """What is hidden and asked: the task kind, trials per cell, seed and needle source."""
+
+    kind: Literal["single"] = "single"
+    trials: int = Field(1, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+    needles: str = Field("library", min_length=1)
+
+
+class ScoringConfig(_Strict):
+    """How an answer is graded."""
+
+    method: Literal["contains", "exact"] = "contains"
+
+
+class RunConfig(_Strict):
+    """How the sweep runs."""
+
+    concurrency: int = Field(4, ge=1, le=1024)
+
+
+class CheckConfig(_Strict):
+    """Thresholds for ``haystack-eval check``."""
+
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    min_length_accuracy: float | None = Field(None, ge=0, le=1)
+    min_effective_length: int | None = Field(None, ge=1)
+    baseline: str | None = None
+    max_drop: float | None = Field(None, ge=0, le=1)
+
+
+class Config(_Strict):
+    """A whole haystack-eval config."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    model: ModelConfig
+    haystack: HaystackConfig
+    task: TaskConfig = TaskConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    run: RunConfig = RunConfig()
+    check: CheckConfig | None = None
+
+    _path: Path | None = PrivateAttr(default=None)
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        """The file the config was read from, if any."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """Where relative paths in the config start: the config file's directory."""
+        return self._path.parent if self._path else Path.cwd()
+
+    def where(self, *loc: str | int) -> str:
+        """``file:line field.path`` for a field, for error messages."""
+        return locate(self._path, self._lines, loc)
+
+    def error(self, loc: Loc, problem: str, fix: str) -> ConfigError:
+        """A ConfigError that points at a field of this config."""
+        return ConfigError(problem, where=self.where(*loc), fix=fix)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; every problem is a ConfigError naming its line."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("config file not found", where=str(path), fix="check the path") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError("is a directory, not a config file", where=str(path),
+                          fix="pass the YAML file itself") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("is not UTF-8 text", where=str(path), fix="save the config as UTF-8 YAML") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config ({exc.strerror})", where=str(path),
+                          fix="check the file's permissions") from exc
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"invalid YAML ({problem})", where=where, fix="fix the syntax on that line") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a YAML mapping (name:, model:, haystack:, ...)", where=str(path),
+                          fix="start from configs/quickstart.yaml")
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        index_lines(node, (), lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        # A misspelt key also makes a required one missing: the misspelling is the news.
+        errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        found = [explain(err, Config, _UNION_TAGS) for err in errors]
+        rendered = [ConfigError(problem, where=locate(path, lines, loc), fix=fix) for loc, problem, fix in found]
+        first = rendered[0]
+        raise ConfigError(first.problem, where=first.where, fix=first.fix,
+                          also=tuple(e.line() for e in rendered[1:])) from None
+    config._path = path
+    config._lines = lines
+    return config
