@@ -1,0 +1,323 @@
+"""The context builder: one cell (length, depth, trial) -> the exact prompt and what was built.
+
+Invariants (tested by property tests):
+- the whole prompt (every message) counts ``length - 2 <= tokens <= length`` target tokens;
+- the needle starts at the sentence boundary nearest the requested depth (depth 0: before the
+  first sentence, 100: after the last), and the achieved depth is measured in tokens;
+- the needle occurs once and its answer nowhere else in the prompt;
+- the same config and seed give byte-identical prompts.
+
+A haystack is a window of the corpus stream for the trial: it starts at a sentence (a different
+document for each trial) and ends on a sentence end when one of the first starting sentences
+allows an exact fit; otherwise it ends on the last word that fits. The window depends on the
+length and trial only, so every depth of a length shares the text up to its needle.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from haystack_eval.contexts.context import Context, PlacedNeedle
+from haystack_eval.contexts.fillers import Corpus
+from haystack_eval.contexts.needles import Needle, NeedleSet
+from haystack_eval.contexts.prompt import DEFAULT_TEMPLATE, Message, Prompt, PromptTemplate
+from haystack_eval.contexts.segments import word_cuts
+from haystack_eval.contexts.stream import Counter, Piece, SpanPiece, Stream, TextPiece, stream_for
+from haystack_eval.contexts.tokenizers import Tokenizer
+from haystack_eval.errors import ContextError, FillerError, NeedleError
+
+__all__ = ["MIN_HAYSTACK_TOKENS", "ContextBuilder"]
+
+MIN_HAYSTACK_TOKENS = 16  # below this there is no haystack to speak of
+_SLACK = 2  # tokens a prompt may fall short of its length
+_STARTS_TRIED = 64  # sentence starts tried for a window that ends on a sentence end
+_NEEDLE_ATTEMPTS = 64
+_TRIAL_SHIFT = 7  # segments a trial moves on once every document has been a start
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Segments ``first:stop`` of the stream, then ``tail`` (leading words of segment ``stop``)."""
+
+    first: int
+    stop: int
+    tail: str = ""
+
+
+class ContextBuilder:
+    """Builds contexts for one tokenizer, corpus, needle set, seed and template."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        corpus: Corpus,
+        needles: NeedleSet,
+        *,
+        seed: int = 0,
+        template: PromptTemplate = DEFAULT_TEMPLATE,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.corpus = corpus
+        self.needles = needles
+        self.seed = seed
+        self.template = template
+        self.stream: Stream = stream_for(corpus, tokenizer)
+        sentences = int(self.stream.sentence.sum())
+        if sentences < 2 or self.stream.cycle_tokens < MIN_HAYSTACK_TOKENS:
+            raise FillerError(
+                f"{corpus.name} is too small to hold a needle ({self.stream.cycle_tokens} tokens in "
+                f"{sentences} sentence(s))", where="haystack.filler",
+                fix=f"use a filler with at least 2 sentences and {MIN_HAYSTACK_TOKENS} tokens",
+            )
+        self.counter = Counter(tokenizer)
+        self._system = self.counter.count(template.system)
+        self._prefix = self._piece(template.prefix)
+        self._picked: dict[int, Needle] = {}
+        self._windows: dict[tuple[int, int], _Window] = {}
+        order = list(range(len(corpus.documents)))
+        random.Random(f"haystack-eval/offsets/{seed}").shuffle(order)
+        self._doc_order = order
+
+    # --- needles -------------------------------------------------------------------------
+
+    def needle(self, trial: int) -> Needle:
+        """The needle of a trial: the first candidate whose answer is nowhere else in the prompt."""
+        if trial in self._picked:
+            return self._picked[trial]
+        conflict = ""
+        for attempt in range(_NEEDLE_ATTEMPTS):
+            candidate = self.needles.pick(self.seed, trial, attempt)
+            where = self._answer_elsewhere(candidate)
+            if not where:
+                self._picked[trial] = candidate
+                return candidate
+            conflict = conflict or f"the answer {candidate.answer!r} of needle {candidate.id!r} occurs in {where}"
+        raise NeedleError(f"no needle can be placed in trial {trial}: {conflict}", where="task.needles",
+                          fix="use another filler, or a needle file whose answers the filler does not contain")
+
+    def _answer_elsewhere(self, needle: Needle) -> str:
+        """Where else the answer occurs ('' if nowhere): the filler or the fixed prompt texts."""
+        if self.stream.contains_word(needle.answer):
+            return f"the filler {self.corpus.name}"
+        fixed = (self.template.system, self.template.prefix, self.template.closing(needle.question))
+        if any(needle.answer.casefold() in text.casefold() for text in fixed):
+            return "the question or the instructions"
+        return ""
+
+    # --- sizes ---------------------------------------------------------------------------
+
+    def overhead(self, trial: int) -> int:
+        """Tokens of everything but the haystack: system, instructions, question and needle."""
+        needle = self.needle(trial)
+        pieces = [self._prefix, self._piece(" " + needle.text), self._piece(self.template.closing(needle.question))]
+        return self._system + self.counter.join(pieces)
+
+    def min_length(self, trials: int = 1) -> int:
+        """The smallest length every one of ``trials`` trials can be built at."""
+        return max(self.overhead(t) for t in range(trials)) + MIN_HAYSTACK_TOKENS
+
+    # --- building ------------------------------------------------------------------------
+
+    def build(self, length: int, depth: float, trial: int = 0) -> Context:
+        """The context of one cell."""
+        if not 0 <= depth <= 100:
+            raise ContextError(f"depth {depth} is outside 0..100", fix="use a percent between 0 and 100")
+        smallest = self.overhead(trial) + MIN_HAYSTACK_TOKENS
+        if length < smallest:
+            raise ContextError(f"length {length} is below the {smallest} tokens this prompt needs",
+                               fix=f"use lengths of at least {smallest}")
+        needle = self.needle(trial)
+        closing = self._piece(self.template.closing(needle.question))
+        window = self._window(length, trial)
+        at = self._needle_position(window, depth)
+        total = self._total(window, at, needle, closing)
+        if not length - _SLACK <= total <= length:
+            # The needle's seams moved the count by a token or two: refit the end of this cell only.
+            refit = self._fit(window.first, length, lambda w: self._total(w, at, needle, closing),
+                              floor=at, slack=_SLACK)
+            assert refit is not None  # with words allowed, _fit fits or raises
+            window = refit
+            total = self._total(window, at, needle, closing)
+        return self._assemble(window, at, needle, closing, length, depth, trial, total)
+
+    def _piece(self, text: str) -> TextPiece:
+        return TextPiece(text, self.counter.count(text))
+
+    def _origin(self, trial: int) -> int:
+        """Where a trial's haystack starts: a different document per trial, then shifted on."""
+        docs = len(self._doc_order)
+        first = int(self.stream.doc_first[self._doc_order[trial % docs]]) + (trial // docs) * _TRIAL_SHIFT
+        while not self.stream.starts_sentence(first):
+            first += 1
+        return first
+
+    def _hay(self, first: int, stop: int, tail: str, *, start: bool, end: bool) -> list[Piece]:
+        """Pieces of segments ``first:stop`` and ``tail``; the haystack's outer whitespace is trimmed."""
+        items: list[str | SpanPiece] = []
+        if stop > first:
+            items.append(self.stream.segment_text(first))
+            if stop - first > 2:
+                items.append(SpanPiece(self.stream, first + 1, stop - 1))
+            if stop - first > 1:
+                items.append(self.stream.segment_text(stop - 1))
+        if tail:
+            items.append(tail)
+        if not items:
+            return []
+        if start:
+            assert isinstance(items[0], str)
+            items[0] = items[0].lstrip()
+        if end:
+            assert isinstance(items[-1], str)
+            items[-1] = items[-1].rstrip()
+        return [self._piece(item) if isinstance(item, str) else item for item in items]
+
+    def _insert(self, window: _Window, at: int, needle: Needle) -> str:
+        """The needle text with the space that joins it to its neighbours."""
+        after_line = at == window.first or self.stream.segment_text(at - 1).endswith("\n")
+        if not after_line:
+            return " " + needle.text  # follows a sentence in the same paragraph
+        more = at < window.stop or bool(window.tail)
+        return needle.text + (" " if more else "")  # starts the haystack or a line
+
+    def _parts(self, window: _Window, at: int, needle: Needle) -> tuple[list[Piece], TextPiece, list[Piece]]:
+        """The haystack before the needle (with the line breaks that end it), the needle, the rest."""
+        w = window
+        before = self._hay(w.first, at, "", start=True, end=False)
+        after = self._hay(at, w.stop, w.tail, start=at == w.first, end=True)
+        return before, self._piece(self._insert(window, at, needle)), after
+
+    def _total(self, window: _Window, at: int, needle: Needle, closing: TextPiece) -> int:
+        """Exact tokens of the whole prompt of a window with the needle at ``at``."""
+        before, inserted, after = self._parts(window, at, needle)
+        return self._system + self.counter.join([self._prefix, *before, inserted, *after, closing])
+
+    def _window(self, length: int, trial: int) -> _Window:
+        """The haystack window of a length and trial, shared by all its depths."""
+        key = (length, trial)
+        if key in self._windows:
+            return self._windows[key]
+        needle = self.needle(trial)
+        closing = self._piece(self.template.closing(needle.question))
+
+        def at_end(w: _Window) -> int:
+            # Exact with the needle after the window's whole segments, as depth 100 places it;
+            # other depths differ by a token or two at the needle's seams and refit their end.
+            return self._total(w, w.stop, needle, closing)
+
+        origin = first = self._origin(trial)
+        window = None
+        for _ in range(_STARTS_TRIED):
+            fitted = self._fit(first, length, at_end, floor=first, slack=1, words=False)
+            if fitted is not None and self.stream.starts_sentence(fitted.stop):
+                window = fitted
+                break
+            first += 1
+            while not self.stream.starts_sentence(first):
+                first += 1
+        if window is None:
+            window = self._fit(origin, length, at_end, floor=origin, slack=_SLACK)
+            assert window is not None  # with words allowed, _fit fits or raises
+        self._windows[key] = window
+        return window
+
+    def _fit(
+        self, first: int, length: int, total: Callable[[_Window], int], *, floor: int, slack: int, words: bool = True
+    ) -> _Window | None:
+        """The longest window from ``first`` whose total fits ``length``, within ``slack`` if possible.
+
+        Whole segments first; then (``words``) the leading words of the next segment, and as a
+        last resort its leading characters. Returns None when ``words`` is off and no whole
+        segment count fits within the slack.
+        """
+        overhead = total(_Window(first, first)) - self.stream.span_tokens(first, first)
+        stop = max(floor, self.stream.index_at(first, length - overhead))
+        while stop > floor and total(_Window(first, stop)) > length:
+            stop -= 1
+        while total(_Window(first, stop + 1)) <= length:
+            stop += 1
+        best = _Window(first, stop)
+        score = total(best)
+        if score > length:
+            raise ContextError(f"length {length} cannot hold the fixed parts of the prompt ({score} tokens)",
+                               fix="use a larger length")
+        if score >= length - slack:
+            return best
+        if not words:
+            return None
+        segment_text = self.stream.segment_text(stop)
+        cuts = word_cuts(segment_text)
+        for cut in cuts:
+            trial = _Window(first, stop, segment_text[:cut])
+            if total(trial) > length:
+                break
+            best, score = trial, total(trial)
+        if score >= length - slack:
+            return best
+        # Characters of the next word: only when no whole word lands within the slack.
+        start = len(best.tail)
+        stop_at = next((c for c in cuts if c > start), len(segment_text))
+        for end in range(start + 1, stop_at):
+            trial = _Window(first, stop, segment_text[:end])
+            if total(trial) > length:
+                break
+            best, score = trial, total(trial)
+            if score >= length - slack:
+                return best
+        raise ContextError(f"cannot fit a haystack to exactly {length} tokens (closest {score})",
+                           fix="report this with the config; try another length meanwhile")
+
+    def _needle_position(self, window: _Window, depth: float) -> int:
+        """The sentence boundary nearest ``depth`` percent of the haystack, as a segment index.
+
+        ``window.stop`` is the end of the haystack when there is no tail; after a tail (a
+        sentence cut short) the last boundary is the start of that sentence.
+        """
+        stream, w = self.stream, window
+        target = depth / 100 * self._hay_tokens(w)
+        base = stream.position(w.first)
+        candidates: dict[int, float] = {w.first: 0.0}
+        if not w.tail or stream.starts_sentence(w.stop):
+            candidates[w.stop] = float(stream.position(w.stop) - base)
+        guess = min(max(stream.index_at(w.first, round(target)), w.first), max(w.first, w.stop - 1))
+        below = guess
+        while below > w.first and not stream.starts_sentence(below):
+            below -= 1
+        above = guess + 1
+        while above < w.stop and not stream.starts_sentence(above):
+            above += 1
+        for g in (below, above):
+            if w.first < g < w.stop:
+                candidates[g] = float(stream.position(g) - base)
+        return min(candidates, key=lambda g: (abs(candidates[g] - target), candidates[g]))
+
+    def _hay_tokens(self, window: _Window) -> int:
+        """Exact tokens of the haystack alone, without the needle."""
+        return self.counter.join(self._hay(window.first, window.stop, window.tail, start=True, end=True))
+
+    def _assemble(
+        self, window: _Window, at: int, needle: Needle, closing: TextPiece,
+        length: int, depth: float, trial: int, total: int,
+    ) -> Context:
+        """Render the prompt text and measure the needle's place in it."""
+        before, inserted, after = self._parts(window, at, needle)
+        hay_tokens = self._hay_tokens(window)
+        # Depth counts haystack text only, not the line break that separates it from the needle.
+        before_tokens = self.counter.join(self._hay(window.first, at, "", start=True, end=True))
+        prefix_text = self.template.prefix + "".join(p.text() for p in before)
+        user = prefix_text + inserted.value + "".join(p.text() for p in after) + closing.value
+        offset = len(prefix_text) + (1 if inserted.value.startswith(" ") else 0)
+        placed = PlacedNeedle(
+            id=needle.id, text=needle.text, answer=needle.answer, kind=needle.kind,
+            token_offset=self._system + self.counter.join([self._prefix, *before]),
+            depth=round(100 * before_tokens / hay_tokens, 2) if hay_tokens else 0.0,
+            char_offset=offset,
+        )
+        prompt = Prompt((Message("system", self.template.system), Message("user", user)))
+        return Context(
+            prompt=prompt, tokens=total, tokenizer=self.tokenizer.name, length=length, depth=depth,
+            trial=trial, needles=(placed,), question=needle.question, haystack_tokens=hay_tokens,
+            filler=self.corpus.name, filler_sha256=self.corpus.sha256,
+        )
