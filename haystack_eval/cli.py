@@ -1,0 +1,147 @@
+"""The ``haystack-eval`` command line: the only module that prints or exits.
+
+Exit codes: 0 ok, 1 failed check or run, 2 bad input (config, flags, files), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.exceptions import TyperException
+
+from haystack_eval import __version__
+from haystack_eval.errors import ConfigError, HaystackError
+
+if TYPE_CHECKING:
+    from haystack_eval.contexts import Context
+
+app = typer.Typer(
+    name="haystack-eval",
+    help="Measure how well language models find facts hidden in long contexts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold API keys
+    rich_markup_mode=None,
+)
+
+ConfigArg = Annotated[
+    Path, typer.Argument(metavar="CONFIG", help="YAML config file (see configs/quickstart.yaml).", show_default=False)
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"haystack-eval {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Measure how well language models find facts hidden in long contexts."""
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a HaystackError into its one-line message on stderr and the matching exit code."""
+    try:
+        yield
+    except HaystackError as exc:
+        for line in exc.lines():
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config (fields, filler, needles, tokenizer, lengths) without calling any model."""
+    from haystack_eval.config import load_config
+    from haystack_eval.contexts import builder_for
+
+    with _user_errors():
+        cfg = load_config(config)
+        builder = builder_for(cfg)
+        lengths, depths = cfg.haystack.length_values(), cfg.haystack.depth_values()
+        corpus = builder.corpus
+        cells = len(lengths) * len(depths) * cfg.task.trials
+        typer.echo(
+            f"ok: {cfg.name}: {len(lengths)} lengths x {len(depths)} depths x {cfg.task.trials} trials = {cells} cells; "
+            f"model {cfg.model.provider}/{cfg.model.name}; tokenizer {builder.tokenizer.name}; "
+            f"filler {corpus.name} ({len(corpus.documents)} documents, {corpus.words:,} words, "
+            f"sha256 {corpus.sha256[:12]}); needles {builder.needles.source} ({len(builder.needles.specs)}); "
+            f"shortest possible length {builder.min_length(cfg.task.trials)}"
+        )
+
+
+@app.command()
+def context(
+    config: ConfigArg,
+    length: Annotated[int, typer.Option("--length", "-l", min=1, help="Tokens of the whole prompt.")],
+    depth: Annotated[float, typer.Option("--depth", "-d", min=0, max=100, help="Needle depth, percent.")],
+    trial: Annotated[int, typer.Option("--trial", "-t", min=0, help="Trial number (needle and offset).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the text.")] = False,
+) -> None:
+    """Show exactly what one cell sends: the prompt with its needle, and what was built."""
+    from haystack_eval.config import load_config
+    from haystack_eval.contexts import builder_for
+
+    with _user_errors():
+        cfg = load_config(config)
+        builder = builder_for(cfg)
+        if trial >= cfg.task.trials:
+            raise cfg.error(("task", "trials"), f"--trial {trial} is outside this config's {cfg.task.trials} "
+                            f"trial(s)", f"use --trial 0..{cfg.task.trials - 1} or raise task.trials")
+        smallest = builder.min_length(trial + 1)
+        if length < smallest:
+            raise ConfigError(f"{length} is below the {smallest} tokens this prompt needs", where="--length",
+                              fix=f"use --length {smallest} or more")
+        ctx = builder.build(length, depth, trial)
+    if as_json:
+        typer.echo(json.dumps(ctx.to_json(), ensure_ascii=False))
+        return
+    _show(ctx)
+
+
+def _show(ctx: Context) -> None:
+    """Print the prompt with the needle highlighted, then a one-line summary."""
+    console = Console(highlight=False, soft_wrap=True)
+    needle = ctx.needles[0]
+    for message in ctx.prompt.messages:
+        console.print(Text(f"--- {message.role} ---", style="bold cyan"))
+        text = Text(message.content)
+        if message.role == "user":
+            text.stylize("bold black on yellow", needle.char_offset, needle.char_offset + len(needle.text))
+        console.print(text)
+    console.print(Text(
+        f"--- {ctx.tokens} tokens ({ctx.tokenizer}, requested {ctx.length}); haystack {ctx.haystack_tokens}; "
+        f"needle {needle.id!r} at depth {needle.depth:g}% (requested {ctx.depth:g}), token {needle.token_offset}; "
+        f"answer {needle.answer!r}; trial {ctx.trial}",
+        style="bold",
+    ))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; usage errors become one line and exit code 2."""
+    try:
+        code = app(args=list(argv) if argv is not None else None, prog_name="haystack-eval", standalone_mode=False)
+    except TyperException as exc:  # bad flags or arguments (typer's usage errors)
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "haystack-eval"
+        typer.echo(f"error: {exc.format_message()}; see '{where} --help'", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+

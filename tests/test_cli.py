@@ -1,0 +1,121 @@
+"""The command line: every documented command and flag, with its exit code and message."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from haystack_eval.cli import main
+from tests.conftest import MINIMAL_CONFIG
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; return exit code, stdout and stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "validate" in out and "context" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("haystack-eval 0.")
+
+
+def test_validate_the_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate", QUICKSTART)
+    assert code == 0, err
+    assert out.startswith("ok: quickstart: 4 lengths x 11 depths x 3 trials = 132 cells")
+    assert "tokenizer tiktoken:o200k_base" in out and "filler essays (25 documents" in out
+
+
+def test_context_shows_the_prompt_the_needle_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "context", QUICKSTART, "--length", "2000", "--depth", "50")
+    assert code == 0, err
+    assert "--- system ---" in out and "--- user ---" in out and "<document>" in out
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("--- ") and "(tiktoken:o200k_base, requested 2000)" in summary
+    assert "at depth" in summary and "(requested 50)" in summary and "answer" in summary
+
+
+def test_context_json_has_every_documented_field(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "context", QUICKSTART, "--length", "4000", "--depth", "25", "--trial", "2", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"prompt", "tokens", "tokenizer", "length", "depth", "needles", "question"} <= set(data)
+    assert data["length"] == 4000 and data["depth"] == 25 and data["trial"] == 2
+    assert 3998 <= data["tokens"] <= 4000 and data["tokenizer"] == "tiktoken:o200k_base"
+    assert [m["role"] for m in data["prompt"]] == ["system", "user"]
+    (needle,) = data["needles"]
+    assert {"text", "answer", "token_offset", "depth"} <= set(needle)
+    assert needle["text"] in data["prompt"][1]["content"]
+    assert abs(needle["depth"] - 25) < 5
+
+
+def test_the_same_command_prints_the_same_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    first = run(capsys, "context", QUICKSTART, "-l", "3000", "-d", "70", "-t", "1", "--json")[1]
+    assert run(capsys, "context", QUICKSTART, "-l", "3000", "-d", "70", "-t", "1", "--json")[1] == first
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["context", QUICKSTART, "--length", "2000", "--depth", "101"], "'--depth'"),
+        (["context", QUICKSTART, "--length", "2000", "--depth", "-1"], "'--depth'"),
+        (["context", QUICKSTART, "--length", "50", "--depth", "10"], "--length: 50 is below the"),
+        (["context", QUICKSTART, "--length", "lots", "--depth", "10"], "'--length'"),
+        (["context", QUICKSTART, "--depth", "10"], "Missing option '--length'"),
+        (["context", QUICKSTART, "--length", "2000", "--depth", "10", "--trial", "3"], "--trial 3 is outside"),
+        (["context", QUICKSTART, "--lenght", "2000"], "No such option: --lenght"),
+        (["validate"], "Missing argument 'CONFIG'"),
+        (["validate", "no/such/file.yaml"], "no/such/file.yaml: config file not found"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert "Traceback" not in err and out == ""
+
+
+def test_relative_filler_paths_start_at_the_config(write_config: Callable[..., Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(MINIMAL_CONFIG.replace("filler: essays", "filler: texts"))
+    (path.parent / "texts").mkdir()
+    (path.parent / "texts" / "one.txt").write_text("A plain sentence sits here. " * 40, encoding="utf-8")
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0, err
+    assert "filler texts (1 documents" in out
+
+
+@pytest.mark.parametrize("entry", [["haystack-eval"], [sys.executable, "-m", "haystack_eval"]])
+def test_the_console_script_and_python_m(entry: list[str]) -> None:
+    if entry[0] == "haystack-eval":
+        script = Path(sys.executable).with_name("haystack-eval")
+        if not script.exists():
+            pytest.skip("console script not installed in this environment")
+        entry = [str(script)]
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run([*entry, "context", QUICKSTART, "-l", "1500", "-d", "0", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["needles"][0]["depth"] == 0
+    bad = subprocess.run([*entry, "validate", "missing.yaml"], capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and bad.stderr == "error: missing.yaml: config file not found; check the path\n"
