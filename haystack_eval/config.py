@@ -7,6 +7,7 @@ path, and says what would fix it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ from pydantic import (
 
 from haystack_eval.config_errors import Loc, explain, index_lines, locate
 from haystack_eval.errors import ConfigError
+from haystack_eval.textfiles import read_text
 
 __all__ = [
     "CheckConfig",
@@ -145,10 +147,16 @@ Depths = Annotated[
 ]
 
 
-def _no_duplicates(values: list[Any], what: str) -> None:
-    seen = {v for v in values if values.count(v) > 1}
-    if seen:
-        raise ValueError(f"{what} {sorted(seen)} appear more than once; list each {what[:-1]} once")
+def _check_grid(values: Sequence[float], low: int, high: int, what: str, meaning: str) -> None:
+    """One axis of the grid: not empty, within range, no value twice."""
+    if not values:
+        raise ValueError(f"the list is empty; give at least one of the {what}")
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise ValueError(f"{bad[0]:g} is outside {low}..{high}; {meaning}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{what} {repeated} appear more than once; list each once")
 
 
 def _length_values(spec: list[int] | Spread) -> list[int]:
@@ -179,25 +187,13 @@ class HaystackConfig(_Strict):
     @field_validator("lengths")
     @classmethod
     def _lengths(cls, value: list[int] | Spread) -> list[int] | Spread:
-        values = _length_values(value)
-        if not values:
-            raise ValueError("the list is empty; give at least one length in tokens")
-        bad = [v for v in values if not 1 <= v <= MAX_LENGTH]
-        if bad:
-            raise ValueError(f"{bad[0]} is outside 1..{MAX_LENGTH}; lengths count tokens of the whole prompt")
-        _no_duplicates(values, "lengths")
+        _check_grid(_length_values(value), 1, MAX_LENGTH, "lengths", "lengths count tokens of the whole prompt")
         return value
 
     @field_validator("depths")
     @classmethod
     def _depths(cls, value: list[float] | Spread) -> list[float] | Spread:
-        values = _depth_values(value)
-        if not values:
-            raise ValueError("the list is empty; give at least one depth between 0 and 100")
-        bad = [v for v in values if not 0 <= v <= 100]
-        if bad:
-            raise ValueError(f"{bad[0]:g} is outside 0..100; depths are percent of the haystack")
-        _no_duplicates(values, "depths")
+        _check_grid(_depth_values(value), 0, 100, "depths", "depths are percent of the haystack")
         return value
 
     def length_values(self) -> tuple[int, ...]:
@@ -276,18 +272,7 @@ class Config(_Strict):
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config file; every problem is a ConfigError naming its line."""
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError("config file not found", where=str(path), fix="check the path") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError("is a directory, not a config file", where=str(path),
-                          fix="pass the YAML file itself") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError("is not UTF-8 text", where=str(path), fix="save the config as UTF-8 YAML") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config ({exc.strerror})", where=str(path),
-                          fix="check the file's permissions") from exc
+    text = read_text(path, shown=str(path))
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

@@ -12,6 +12,7 @@ from haystack_eval.errors import ConfigError
 from tests.conftest import MINIMAL_CONFIG
 
 REPO = Path(__file__).resolve().parent.parent
+FAKE_KEY = "sk-" + "test" * 8  # built here so that no key-shaped literal sits in the repository
 
 
 def test_the_quickstart_config_loads() -> None:
@@ -89,7 +90,7 @@ def test_every_problem_is_reported_at_once(write_config: Callable[..., Path]) ->
     [
         ("{provider: openai-compatible, name: m}", "needs model.base_url"),
         ("{provider: openai, name: m, base_url: 'localhost:8000'}", "is not an http(s) URL"),
-        ("{provider: openai, name: m, api_key_env: sk-abcdefghijklmnopqrstuvwxyz012345}", "looks like a key itself"),
+        ("{provider: openai, name: m, api_key_env: " + FAKE_KEY + "}", "looks like a key itself"),
         ("{provider: openai, name: m, api_key_env: 'MY KEY'}", "is not an environment variable name"),
         ("{provider: openai, name: m, tokenizer: bpe}", "'bpe' is not a tokenizer"),
         ("{provider: openai, name: m, context_window: 0}", "model.context_window"),
@@ -100,7 +101,7 @@ def test_model_section_errors(write_config: Callable[..., Path], model_line: str
     with pytest.raises(ConfigError) as info:
         load_config(write_config(text))
     assert expected in info.value.line()
-    assert "sk-abcdefghijklmnopqrstuvwxyz012345" not in info.value.line(), "a key is never echoed back"
+    assert FAKE_KEY not in info.value.line(), "a key is never echoed back"
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_unusable_files(write_config: Callable[..., Path], content: str, expecte
 
 
 def test_missing_directory_and_non_utf8_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="is a directory"):
         load_config(tmp_path)

@@ -16,7 +16,7 @@ length and trial only, so every depth of a length shares the text up to its need
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from haystack_eval.contexts.context import Context, PlacedNeedle
@@ -44,6 +44,20 @@ class _Window:
     first: int
     stop: int
     tail: str = ""
+
+
+def _longest_tail(
+    first: int, stop: int, text: str, cuts: Iterable[int], best: _Window, score: int,
+    total: Callable[[_Window], int], length: int,
+) -> tuple[_Window, int]:
+    """The window whose tail ``text[:cut]`` is longest while its total still fits ``length``."""
+    for cut in cuts:
+        trial = _Window(first, stop, text[:cut])
+        value = total(trial)
+        if value > length:
+            break
+        best, score = trial, value
+    return best, score
 
 
 class ContextBuilder:
@@ -247,25 +261,16 @@ class ContextBuilder:
             return best
         if not words:
             return None
-        segment_text = self.stream.segment_text(stop)
-        cuts = word_cuts(segment_text)
-        for cut in cuts:
-            trial = _Window(first, stop, segment_text[:cut])
-            if total(trial) > length:
-                break
-            best, score = trial, total(trial)
+        text = self.stream.segment_text(stop)
+        cuts = word_cuts(text)
+        best, score = _longest_tail(first, stop, text, cuts, best, score, total, length)
+        if score < length - slack:
+            # Characters of the next word: only when no whole word lands within the slack.
+            start = len(best.tail)
+            following = next((c for c in cuts if c > start), len(text))
+            best, score = _longest_tail(first, stop, text, range(start + 1, following), best, score, total, length)
         if score >= length - slack:
             return best
-        # Characters of the next word: only when no whole word lands within the slack.
-        start = len(best.tail)
-        stop_at = next((c for c in cuts if c > start), len(segment_text))
-        for end in range(start + 1, stop_at):
-            trial = _Window(first, stop, segment_text[:end])
-            if total(trial) > length:
-                break
-            best, score = trial, total(trial)
-            if score >= length - slack:
-                return best
         raise ContextError(f"cannot fit a haystack to exactly {length} tokens (closest {score})",
                            fix="report this with the config; try another length meanwhile")
 

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from haystack_eval.errors import FillerError
+from haystack_eval.textfiles import read_text
 
 __all__ = ["BUNDLED_FILLERS", "Corpus", "Document", "bundled_root", "load_filler", "normalise"]
 
@@ -60,24 +61,8 @@ def normalise(text: str) -> str:
 
 
 def _read(path: Path, shown: str) -> str:
-    """Read one filler file as UTF-8 text, refusing binary and empty files."""
-    try:
-        raw = path.read_bytes()
-    except PermissionError as exc:
-        raise FillerError("cannot read the file (permission denied)", where=shown,
-                          fix="make it readable or point haystack.filler elsewhere") from exc
-    except OSError as exc:
-        raise FillerError(f"cannot read the file ({exc.strerror})", where=shown,
-                          fix="check the path in haystack.filler") from exc
-    if b"\x00" in raw:
-        raise FillerError("looks like a binary file, not text", where=shown,
-                          fix="use plain UTF-8 .txt or .md files as filler")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FillerError(f"is not UTF-8 text (bad byte at offset {exc.start})", where=shown,
-                          fix="re-save the file as UTF-8") from exc
-    text = normalise(text)
+    """Read one filler file as normalised text, refusing empty files."""
+    text = normalise(read_text(path, shown=shown, error=FillerError))
     if not text:
         raise FillerError("is empty", where=shown, fix="add text to it or remove it from haystack.filler")
     return text

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from haystack_eval.errors import NeedleError
+from haystack_eval.textfiles import read_text
 
 __all__ = ["LIBRARY", "Needle", "NeedleSet", "NeedleSpec", "load_needles"]
 
@@ -148,7 +149,7 @@ def _parse(data: Any, shown: str) -> NeedleSet:
 def _bundled() -> NeedleSet:
     """The library that ships with the package."""
     text = resources.files("haystack_eval.contexts").joinpath("data", "needles.yaml").read_text("utf-8")
-    return _parse(yaml.safe_load(text), "needle library")
+    return _parse(yaml.safe_load(text), LIBRARY)
 
 
 def load_needles(spec: str, base: Path | None = None) -> NeedleSet:
@@ -158,16 +159,7 @@ def load_needles(spec: str, base: Path | None = None) -> NeedleSet:
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError as exc:
-        raise NeedleError("file not found", where=f"task.needles ({spec})",
-                          fix="give a needle file path relative to the config, or 'library'") from exc
-    except UnicodeDecodeError as exc:
-        raise NeedleError("is not UTF-8 text", where=str(path), fix="re-save the file as UTF-8") from exc
-    except OSError as exc:
-        raise NeedleError(f"cannot read the file ({exc.strerror})", where=str(path),
-                          fix="check the path and its permissions") from exc
+    text = read_text(path, shown=str(path), error=NeedleError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,0 +1,30 @@
+"""Reading the user's text files (configs, fillers, needle files) with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from haystack_eval.errors import ConfigError
+
+__all__ = ["read_text"]
+
+
+def read_text(path: Path, *, shown: str, error: type[ConfigError] = ConfigError) -> str:
+    """A UTF-8 text file's contents, or ``error`` naming the file (as ``shown``) and the fix."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise error("file not found", where=shown, fix="check the path (relative paths start at the config)") from exc
+    except IsADirectoryError as exc:
+        raise error("is a directory, not a file", where=shown, fix="name the file itself") from exc
+    except PermissionError as exc:
+        raise error("cannot read the file (permission denied)", where=shown, fix="make it readable") from exc
+    except OSError as exc:
+        raise error(f"cannot read the file ({exc.strerror})", where=shown, fix="check the path") from exc
+    if b"\x00" in raw:
+        raise error("looks like a binary file, not text", where=shown, fix="use a plain UTF-8 text file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"is not UTF-8 text (bad byte at offset {exc.start})", where=shown,
+                    fix="re-save the file as UTF-8") from exc
