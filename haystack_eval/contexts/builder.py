@@ -35,6 +35,7 @@ _SLACK = 2  # tokens a prompt may fall short of its length
 _STARTS_TRIED = 64  # sentence starts tried for a window that ends on a sentence end
 _NEEDLE_ATTEMPTS = 64
 _TRIAL_SHIFT = 7  # segments a trial moves on once every document has been a start
+_REFITS = 4  # rounds of refitting a cell's end and re-choosing its boundary
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,26 @@ class ContextBuilder:
         window = self._window(length, trial)
         at = self._needle_position(window, depth)
         total = self._total(window, at, needle, closing)
-        if not length - _SLACK <= total <= length:
-            # The needle's seams moved the count by a token or two: refit the end of this cell only.
-            refit = self._fit(window.first, length, lambda w: self._total(w, at, needle, closing),
-                              floor=at, slack=_SLACK)
-            assert refit is not None  # with words allowed, _fit fits or raises
-            window = refit
-            total = self._total(window, at, needle, closing)
+        for _ in range(_REFITS):
+            if length - _SLACK <= total <= length:
+                break
+            # The needle's seams moved the count by a token or two: refit the end of this cell only,
+            # then make sure the boundary is still the nearest one in the refitted haystack.
+            window = self._refit(window, at, needle, closing, length)
+            moved = self._needle_position(window, depth)
+            total = self._total(window, moved, needle, closing)
+            at = moved
+        else:
+            if not length - _SLACK <= total <= length:  # rounds used up: exactness comes first
+                window = self._refit(window, at, needle, closing, length)
+                total = self._total(window, at, needle, closing)
         return self._assemble(window, at, needle, closing, length, depth, trial, total)
+
+    def _refit(self, window: _Window, at: int, needle: Needle, closing: TextPiece, length: int) -> _Window:
+        """The window's end refitted so that the cell, with its needle at ``at``, fits ``length``."""
+        refit = self._fit(window.first, length, lambda w: self._total(w, at, needle, closing), floor=at, slack=_SLACK)
+        assert refit is not None  # with words allowed, _fit fits or raises
+        return refit
 
     def _piece(self, text: str) -> TextPiece:
         return TextPiece(text, self.counter.count(text))
