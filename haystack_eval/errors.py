@@ -7,7 +7,21 @@
     │   ├── TokenizerError        unknown or unavailable tokenizer
     │   ├── FillerError           unusable filler file, directory or glob
     │   └── NeedleError           unusable needle file or a needle that cannot be placed
-    └── ContextError              a context cannot be built as the invariants demand
+    ├── ContextError              a context cannot be built as the invariants demand
+    ├── StoreError                a run directory that cannot be used (busy, other config, damaged, unwritable)
+    └── BackendError              a request that failed; recorded as status "error" with its class
+        ├── RetryableError        worth asking again after a pause
+        │   ├── RateLimited       429 (honours retry-after)
+        │   ├── Overloaded        529
+        │   ├── ServerError       408, 409, 5xx
+        │   ├── ConnectionDropped the connection closed or could not be made
+        │   ├── RequestTimeout    no reply within the per-request timeout
+        │   └── MalformedReply    a reply that does not parse
+        └── FatalRequestError     asking again cannot help
+            ├── AuthFailed        401, 403: a missing or wrong key
+            ├── QuotaExceeded     a spend cap or an empty balance
+            ├── ContextTooLong    the prompt is over the model's window
+            └── InvalidRequest    any other 4xx: the request itself is wrong
 
 User-fixable errors carry the thing at fault (``where``) and the fix, and render as one line.
 """
@@ -15,11 +29,25 @@ User-fixable errors carry the thing at fault (``where``) and the fix, and render
 from __future__ import annotations
 
 __all__ = [
+    "AuthFailed",
+    "BackendError",
     "ConfigError",
+    "ConnectionDropped",
     "ContextError",
+    "ContextTooLong",
+    "FatalRequestError",
     "FillerError",
     "HaystackError",
+    "InvalidRequest",
+    "MalformedReply",
     "NeedleError",
+    "Overloaded",
+    "QuotaExceeded",
+    "RateLimited",
+    "RequestTimeout",
+    "RetryableError",
+    "ServerError",
+    "StoreError",
     "TokenizerError",
 ]
 
@@ -72,3 +100,74 @@ class NeedleError(ConfigError):
 
 class ContextError(HaystackError):
     """A context that cannot meet its invariants (a bug or an impossible request)."""
+
+
+class StoreError(HaystackError):
+    """A run directory that cannot be used: busy, made by another config, damaged or unwritable."""
+
+    exit_code = 2
+
+
+class BackendError(HaystackError):
+    """A model request that failed; the runner records it (status "error") instead of an answer."""
+
+    retryable = False
+
+    def __init__(
+        self, problem: str, *, status: int | None = None, retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(problem)
+        self.status = status
+        self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
+        self.request_id = request_id
+
+
+class RetryableError(BackendError):
+    """A failure worth retrying after a pause."""
+
+    retryable = True
+
+
+class RateLimited(RetryableError):
+    """429: too many requests or tokens for now."""
+
+
+class Overloaded(RetryableError):
+    """529: the provider is overloaded."""
+
+
+class ServerError(RetryableError):
+    """408, 409 or 5xx from the provider."""
+
+
+class ConnectionDropped(RetryableError):
+    """The connection could not be made or closed without a reply."""
+
+
+class RequestTimeout(RetryableError):
+    """No reply within the per-request timeout."""
+
+
+class MalformedReply(RetryableError):
+    """A reply whose body does not parse."""
+
+
+class FatalRequestError(BackendError):
+    """A failure that asking again cannot fix."""
+
+
+class AuthFailed(FatalRequestError):
+    """401 or 403: the key is missing, wrong or not allowed."""
+
+
+class QuotaExceeded(FatalRequestError):
+    """A spend cap was reached or the balance is empty."""
+
+
+class ContextTooLong(FatalRequestError):
+    """The prompt is longer than the model accepts."""
+
+
+class InvalidRequest(FatalRequestError):
+    """Any other 4xx: the request itself is wrong (model name, parameters)."""
