@@ -136,7 +136,8 @@ _UNION_TAGS = frozenset({"list", "spread"})
 
 
 def _pick(value: Any) -> str:
-    return "spread" if isinstance(value, dict) else "list"
+    # Called on the YAML value when validating and on the model's value when dumping.
+    return "spread" if isinstance(value, dict | Spread) else "list"
 
 
 Lengths = Annotated[
@@ -221,9 +222,13 @@ class ScoringConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """How the sweep runs."""
+    """How the sweep runs: requests in flight, the per-request timeout, and retries."""
 
     concurrency: int = Field(4, ge=1, le=1024)
+    timeout_s: float = Field(600.0, gt=0, le=86_400)
+    max_retries: int = Field(6, ge=0, le=100)
+    retry_base_s: float = Field(1.0, ge=0, le=3600)  # first backoff; doubles each attempt, with jitter
+    retry_max_s: float = Field(60.0, ge=0, le=3600)  # longest backoff (and longest retry-after honoured)
 
 
 class CheckConfig(_Strict):

@@ -1,0 +1,174 @@
+"""The async runner: a bounded number of requests in flight, retries that honour the provider,
+and exactly one record per finished cell, whatever the network does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from haystack_eval.backends import Backend, Reply, Request, Settings
+from haystack_eval.config import Config
+from haystack_eval.contexts import Context, ContextBuilder
+from haystack_eval.errors import BackendError, RequestTimeout
+from haystack_eval.scoring import score
+from haystack_eval.sweep.plan import Cell, Plan
+from haystack_eval.sweep.store import RunStore, now
+
+__all__ = ["Tally", "backoff", "run_cells"]
+
+_LONGEST_WAIT_S = 600.0  # a retry-after beyond this is not honoured as is
+_jitter = random.Random()
+
+
+@dataclass
+class Tally:
+    """Running totals for progress and the final summary."""
+
+    total: int
+    done: int = 0
+    correct: float = 0.0
+    scored: int = 0
+    errors: int = 0
+    truncated: int = 0
+    skipped: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one record."""
+        self.done += 1
+        status = record["status"]
+        if record.get("score") is not None:
+            self.scored += 1
+            self.correct += record["score"]
+        self.errors += status == "error"
+        self.truncated += status == "truncated"
+        self.skipped += status == "skipped"
+        usage = record.get("usage") or {}
+        self.input_tokens += usage.get("input_tokens") or 0
+        self.output_tokens += usage.get("output_tokens") or 0
+
+    @property
+    def accuracy(self) -> float | None:
+        """Mean score of the scored records (errors, truncations and skips are not scored)."""
+        return self.correct / self.scored if self.scored else None
+
+
+def backoff(attempt: int, retry_after: float | None, base_s: float, max_s: float) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: full-jitter exponential, at least retry-after."""
+    delay = _jitter.uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))
+    if retry_after is not None:
+        # The provider said when: wait that long (plus a little, so clients do not return in step).
+        delay = max(delay, min(retry_after, _LONGEST_WAIT_S) * _jitter.uniform(1.0, 1.1))
+    return delay
+
+
+def _base_record(config: Config, ctx: Context) -> dict[str, Any]:
+    """The fields every record of a cell has: what was asked and what was built."""
+    return {
+        "length": ctx.length, "depth": ctx.depth, "trial": ctx.trial,
+        "tokens": ctx.tokens, "depth_actual": ctx.depth_actual, "haystack_tokens": ctx.haystack_tokens,
+        "needle_id": ctx.needles[0].id, "question": ctx.question, "expected": ctx.expected,
+        "model": f"{config.model.provider}/{config.model.name}",
+    }
+
+
+def _reply_record(config: Config, ctx: Context, reply: Reply, attempts: int) -> dict[str, Any]:
+    """A finished request: ok (scored), or truncated when the budget cut off an empty answer."""
+    truncated = reply.cut_off and not reply.text.strip()
+    return {
+        **_base_record(config, ctx),
+        "response": reply.text,
+        "score": None if truncated else score(config.scoring.method, ctx.expected, reply.text),
+        "status": "truncated" if truncated else "ok",
+        "error": None, "attempts": attempts, "finish_reason": reply.finish_reason,
+        "usage": dataclasses.asdict(reply.usage), "latency_s": round(reply.latency_s, 4),
+        "cost_usd": None, "request_id": reply.request_id, "ts": now(),
+    }
+
+
+def _error_record(config: Config, ctx: Context, error: BackendError, attempts: int) -> dict[str, Any]:
+    """A request that failed for good: no response, no score, the error's class and message."""
+    return {
+        **_base_record(config, ctx),
+        "response": None, "score": None, "status": "error",
+        "error": {"class": type(error).__name__, "message": error.problem, "status": error.status},
+        "attempts": attempts, "finish_reason": None, "usage": None, "latency_s": None,
+        "cost_usd": None, "request_id": error.request_id, "ts": now(),
+    }
+
+
+def _skipped_record(config: Config, ctx: Context, window: int | None) -> dict[str, Any]:
+    """A cell too long for the model's window: recorded, never sent."""
+    return {
+        **_base_record(config, ctx),
+        "response": None, "score": None, "status": "skipped",
+        "error": {"class": "TooLongForWindow", "status": None,
+                  "message": f"{ctx.tokens} prompt tokens + {config.model.params.max_output_tokens} output "
+                             f"exceed the context window of {window}"},
+        "attempts": 0, "finish_reason": None, "usage": None, "latency_s": None,
+        "cost_usd": None, "request_id": None, "ts": now(),
+    }
+
+
+async def _ask(config: Config, builder: ContextBuilder, backend: Backend, cell: Cell) -> dict[str, Any]:
+    """Ask one cell, retrying what is worth retrying; always returns a record."""
+    run, params = config.run, config.model.params
+    ctx = builder.build(cell.length, cell.depth, cell.trial)
+    request = Request(ctx.prompt, Settings(params.temperature, params.max_output_tokens, run.timeout_s), ctx)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            reply = await asyncio.wait_for(backend.generate(request), run.timeout_s)
+        except TimeoutError:
+            error: BackendError = RequestTimeout(f"no reply within {run.timeout_s:g} s")
+        except BackendError as exc:
+            error = exc
+        else:
+            return _reply_record(config, ctx, reply, attempt)
+        if not error.retryable or attempt > run.max_retries:
+            return _error_record(config, ctx, error, attempt)
+        await asyncio.sleep(backoff(attempt, error.retry_after, run.retry_base_s, run.retry_max_s))
+
+
+async def run_cells(
+    config: Config, builder: ContextBuilder, backend: Backend, store: RunStore, plan: Plan,
+    *, concurrency: int, progress: Callable[[Tally, dict[str, Any]], None] | None = None,
+) -> Tally:
+    """Record every pending cell of the plan: skipped ones at once, the rest through the backend."""
+    tally = Tally(total=len(plan.cells))
+    for record in store.records():
+        if record["status"] != "error":
+            tally.add(record)
+
+    def keep(record: dict[str, Any]) -> None:
+        store.append(record)
+        tally.add(record)
+        if progress is not None:
+            progress(tally, record)
+
+    for cell in plan.skipped:
+        keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
+
+    pending: Iterator[Cell] = iter(plan.to_ask)
+
+    async def worker() -> None:
+        # Workers share one iterator: at most `concurrency` cells (and prompts) are alive at once,
+        # and they are taken in plan order, so neighbouring cells run close together.
+        for cell in pending:
+            keep(await _ask(config, builder, backend, cell))
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(plan.to_ask)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    return tally

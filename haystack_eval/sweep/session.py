@@ -1,0 +1,162 @@
+"""A whole run, from config to run directory: ``run``/``arun`` for scripts, ``load_run`` to read one back."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from haystack_eval.backends import Backend, create_backend
+from haystack_eval.config import Config, load_config
+from haystack_eval.contexts import ContextBuilder, builder_for
+from haystack_eval.errors import StoreError
+from haystack_eval.sweep.plan import Plan, cells, key_of
+from haystack_eval.sweep.runner import Tally, run_cells
+from haystack_eval.sweep.store import MANIFEST, RESULTS, SCHEMA_VERSION, RunStore, now, read_records
+
+__all__ = ["Run", "arun", "default_out", "load_run", "plan_run", "run"]
+
+Progress = Callable[[Tally, dict[str, Any]], None]
+Notice = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as read back: its manifest and the newest record of every cell."""
+
+    path: Path
+    manifest: dict[str, Any]
+    records: tuple[dict[str, Any], ...]
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """How many cells ended in each status."""
+        return dict(Counter(r["status"] for r in self.records))
+
+    @property
+    def accuracy(self) -> float | None:
+        """Mean score over scored cells (errors, truncations and skips are kept out)."""
+        scores = [r["score"] for r in self.records if r.get("score") is not None]
+        return sum(scores) / len(scores) if scores else None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every cell has a record and none is an error."""
+        return self.manifest.get("state") == "complete"
+
+
+def default_out(config: Config) -> Path:
+    """Where a run goes without --out: ``heatmaps/<name>``."""
+    return Path("heatmaps") / config.name
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory (never modifies it)."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text("utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"has no {MANIFEST}", where=str(path), fix="point at a haystack-eval run directory") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{MANIFEST} is damaged ({type(exc).__name__})", where=str(path),
+                         fix="restore it, or run the sweep again") from None
+    latest = {key_of(r): r for r in read_records(path / RESULTS)}
+    return Run(path=path, manifest=manifest, records=tuple(latest.values()))
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(config: Config, builder: ContextBuilder, window: int | None) -> dict[str, Any]:
+    """The manifest of a run; ``measures`` holds everything that decides what a cell measures."""
+    from haystack_eval import __version__
+
+    model = config.model.model_dump(mode="json", exclude={"api_key_env"})
+    measures = {
+        "model": model,
+        "haystack": config.haystack.model_dump(mode="json"),
+        "task": config.task.model_dump(mode="json"),
+        "scoring": config.scoring.model_dump(mode="json"),
+        "tokenizer": builder.tokenizer.name,
+        "filler_sha256": builder.corpus.sha256,
+        "needles_sha256": _digest([spec.model_dump(mode="json") for spec in builder.needles.specs]),
+    }
+    stamp = now()
+    return {
+        "tool": "haystack-eval", "version": __version__, "schema_version": SCHEMA_VERSION,
+        "name": config.name, "created": stamp, "updated": stamp, "state": "running",
+        "config": config.model_dump(mode="json"),  # holds the key's variable name, never the key
+        "config_path": str(config.path) if config.path else None,
+        "measures": measures, "fingerprint": _digest(measures),
+        "model": {"provider": config.model.provider, "name": config.model.name, "base_url": config.model.base_url},
+        "tokenizer": builder.tokenizer.name,
+        "filler": {"name": builder.corpus.name, "sha256": builder.corpus.sha256,
+                   "documents": len(builder.corpus.documents), "words": builder.corpus.words},
+        "needles": builder.needles.source,
+        "cells": len(cells(config)),
+        "context_window": window,
+    }
+
+
+def plan_run(config: Config, out: Path | None = None, *, resume: bool = True, window: int | None = None) -> Plan:
+    """The plan of a run without running it: what is finished in ``out`` (read only) and what is left."""
+    finished: frozenset[Any] = frozenset()
+    target = out or default_out(config)
+    if resume and (target / RESULTS).exists():
+        latest = {key_of(r): r for r in read_records(target / RESULTS)}
+        finished = frozenset(k for k, r in latest.items() if r["status"] in ("ok", "truncated", "skipped"))
+    return Plan(tuple(cells(config)), finished, window or config.model.context_window,
+                config.model.params.max_output_tokens)
+
+
+async def arun(
+    config: Config | str | Path, *, out: str | Path | None = None, concurrency: int | None = None,
+    resume: bool = True, progress: Progress | None = None, notice: Notice | None = None,
+    backend: Backend | None = None,
+) -> Run:
+    """Run (or resume) a sweep and return its run directory, read back."""
+    if not isinstance(config, Config):
+        config = load_config(config)
+    builder = builder_for(config)
+    backend = backend or create_backend(config.model, timeout_s=config.run.timeout_s)
+    say = notice or (lambda _message: None)
+    try:
+        caps = await backend.capabilities()
+        for note in caps.notes:
+            say(note)
+        window = config.model.context_window or caps.context_window
+        target = Path(out) if out is not None else default_out(config)
+        store = RunStore.open(target, _manifest(config, builder, window), resume=resume)
+        if store.dropped_bytes:
+            say(f"{target / RESULTS}: cut a torn last line ({store.dropped_bytes} bytes) left by a crash; "
+                "its cell is asked again")
+        plan = Plan(tuple(cells(config)), store.finished(), window, config.model.params.max_output_tokens)
+        state = "interrupted"
+        try:
+            tally = await run_cells(config, builder, backend, store, plan,
+                                    concurrency=concurrency or config.run.concurrency, progress=progress)
+            state = "partial" if tally.errors else "complete"
+        finally:
+            counts = dict(Counter(r["status"] for r in store.records()))
+            store.close(state=state, updated=now(), statuses=counts)
+    finally:
+        await backend.aclose()
+    return load_run(target)
+
+
+def run(config: Config | str | Path, **options: Any) -> Run:
+    """Run a sweep from synchronous code (a script or a notebook); see ``arun`` for the options."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(config, **options))
+    # Inside a running loop (Jupyter): run on a thread with a loop of its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, arun(config, **options)).result()
