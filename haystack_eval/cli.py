@@ -113,6 +113,86 @@ def context(
     _show(ctx)
 
 
+@app.command()
+def run(
+    config: ConfigArg,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: heatmaps/<name>).")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, max=1024,
+                                                    help="Requests in flight (default: run.concurrency).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, tokens, skips); send nothing.")] = False,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over; the old files move to replaced-<time>/.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run the sweep (resuming where it stopped) and write the run directory."""
+    import asyncio
+
+    from haystack_eval.cli_progress import progress_for
+    from haystack_eval.config import load_config
+    from haystack_eval.contexts import builder_for
+    from haystack_eval.sweep import arun, default_out, plan_run
+
+    with _user_errors():
+        cfg = load_config(config)
+        builder_for(cfg)  # every input checked before anything is created or sent
+        target = out or default_out(cfg)
+        plan = plan_run(cfg, target, resume=not no_resume)
+        if dry_run:
+            _print_plan(plan.to_json(), f"dry run for {target}: nothing was sent")
+            return
+        progress = progress_for(len(plan.cells), len(plan.cells) - len(plan.pending), quiet=quiet)
+        try:
+            result = asyncio.run(arun(cfg, out=target, concurrency=concurrency, resume=not no_resume,
+                                      progress=progress.update, notice=progress.note))
+        except KeyboardInterrupt:
+            progress.stop()
+            typer.echo(f"interrupted: finished records are kept in {target}; run the same command to resume", err=True)
+            raise typer.Exit(130) from None
+        progress.stop()
+    statuses = result.statuses
+    accuracy = "-" if result.accuracy is None else f"{100 * result.accuracy:.1f}%"
+    typer.echo(f"{cfg.name}: {len(result.records)} cells: accuracy {accuracy}; "
+               + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped"))
+               + f"; results in {target / 'results.jsonl'}")
+    if statuses.get("error"):
+        typer.echo(f"{statuses['error']} cell(s) ended in an error (see 'error' in results.jsonl); "
+                   "run the same command again to retry them", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def estimate(
+    config: ConfigArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Calls and tokens the whole sweep would use, before sending anything."""
+    from haystack_eval.config import load_config
+    from haystack_eval.contexts import builder_for
+    from haystack_eval.sweep import Plan, cells
+
+    with _user_errors():
+        cfg = load_config(config)
+        builder_for(cfg)
+        plan = Plan(tuple(cells(cfg)), frozenset(), cfg.model.context_window, cfg.model.params.max_output_tokens)
+    numbers = plan.to_json()
+    numbers["cost_usd"] = None  # prices are not known to this version
+    if as_json:
+        typer.echo(json.dumps(numbers))
+        return
+    _print_plan(numbers, "cost: not estimated yet (prices arrive in a later version)")
+
+
+def _print_plan(numbers: dict[str, object], footer: str) -> None:
+    """The plan as aligned lines."""
+    labels = {"cells": "cells", "finished": "already finished", "to_ask": "to ask", "skipped": "skipped (too long)",
+              "input_tokens": "input tokens", "output_tokens_max": "output tokens (at most)",
+              "context_window": "context window"}
+    for key, label in labels.items():
+        value = numbers.get(key)
+        shown = "unknown" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+        typer.echo(f"{label:>24}: {shown}")
+    typer.echo(footer)
+
+
 def _show(ctx: Context) -> None:
     """Print the prompt with the needle highlighted, then a one-line summary."""
     console = Console(highlight=False, soft_wrap=True)
