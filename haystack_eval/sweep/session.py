@@ -121,7 +121,7 @@ async def arun(
     resume: bool = True, progress: Progress | None = None, notice: Notice | None = None,
     backend: Backend | None = None,
 ) -> Run:
-    """Run (or resume) a sweep and return its run directory, read back."""
+    """Run (or resume) a sweep and return its run directory, read back; the backend is closed at the end."""
     if not isinstance(config, Config):
         config = load_config(config)
     builder = builder_for(config)
@@ -138,11 +138,14 @@ async def arun(
             say(f"{target / RESULTS}: cut a torn last line ({store.dropped_bytes} bytes) left by a crash; "
                 "its cell is asked again")
         plan = Plan(tuple(cells(config)), store.finished(), window, config.model.params.max_output_tokens)
-        state = "interrupted"
+        state = "interrupted"  # what a Ctrl-C (task cancellation) leaves
         try:
             tally = await run_cells(config, builder, backend, store, plan,
                                     concurrency=concurrency or config.run.concurrency, progress=progress)
             state = "partial" if tally.errors else "complete"
+        except Exception:
+            state = "failed"
+            raise
         finally:
             counts = dict(Counter(r["status"] for r in store.records()))
             store.close(state=state, updated=now(), statuses=counts)
