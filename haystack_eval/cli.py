@@ -167,12 +167,12 @@ def estimate(
     """Calls and tokens the whole sweep would use, before sending anything."""
     from haystack_eval.config import load_config
     from haystack_eval.contexts import builder_for
-    from haystack_eval.sweep import Plan, cells
+    from haystack_eval.sweep import plan_run
 
     with _user_errors():
         cfg = load_config(config)
         builder_for(cfg)
-        plan = Plan(tuple(cells(cfg)), frozenset(), cfg.model.context_window, cfg.model.params.max_output_tokens)
+        plan = plan_run(cfg, resume=False)  # the whole sweep, whatever a run directory holds
     numbers = plan.to_json()
     numbers["cost_usd"] = None  # prices are not known to this version
     if as_json:

@@ -16,9 +16,9 @@ from haystack_eval.backends import Backend, create_backend
 from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
 from haystack_eval.errors import StoreError
-from haystack_eval.sweep.plan import Plan, cells, key_of
+from haystack_eval.sweep.plan import Plan, cells
 from haystack_eval.sweep.runner import Tally, run_cells
-from haystack_eval.sweep.store import MANIFEST, RESULTS, SCHEMA_VERSION, RunStore, now, read_records
+from haystack_eval.sweep.store import MANIFEST, RESULTS, SCHEMA_VERSION, RunStore, finished, latest, now, read_records
 
 __all__ = ["Run", "arun", "default_out", "load_run", "plan_run", "run"]
 
@@ -66,8 +66,7 @@ def load_run(path: str | Path) -> Run:
     except (OSError, ValueError) as exc:
         raise StoreError(f"{MANIFEST} is damaged ({type(exc).__name__})", where=str(path),
                          fix="restore it, or run the sweep again") from None
-    latest = {key_of(r): r for r in read_records(path / RESULTS)}
-    return Run(path=path, manifest=manifest, records=tuple(latest.values()))
+    return Run(path=path, manifest=manifest, records=tuple(latest(read_records(path / RESULTS)).values()))
 
 
 def _digest(data: Any) -> str:
@@ -107,12 +106,9 @@ def _manifest(config: Config, builder: ContextBuilder, window: int | None) -> di
 
 def plan_run(config: Config, out: Path | None = None, *, resume: bool = True, window: int | None = None) -> Plan:
     """The plan of a run without running it: what is finished in ``out`` (read only) and what is left."""
-    finished: frozenset[Any] = frozenset()
     target = out or default_out(config)
-    if resume and (target / RESULTS).exists():
-        latest = {key_of(r): r for r in read_records(target / RESULTS)}
-        finished = frozenset(k for k, r in latest.items() if r["status"] in ("ok", "truncated", "skipped"))
-    return Plan(tuple(cells(config)), finished, window or config.model.context_window,
+    done = finished(latest(read_records(target / RESULTS))) if resume else frozenset()
+    return Plan(tuple(cells(config)), done, window or config.model.context_window,
                 config.model.params.max_output_tokens)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from haystack_eval.errors import StoreError
 from haystack_eval.sweep.plan import CellKey, key_of
 
-__all__ = ["MANIFEST", "RESULTS", "SCHEMA_VERSION", "RunStore", "now", "read_records"]
+__all__ = ["MANIFEST", "RESULTS", "SCHEMA_VERSION", "RunStore", "finished", "latest", "now", "read_records"]
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -64,9 +64,14 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
     return records
 
 
-def _latest(records: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
-    """The newest record of each cell."""
+def latest(records: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
+    """The newest record of each cell (the one that counts)."""
     return {key_of(r): r for r in records}
+
+
+def finished(records: dict[CellKey, dict[str, Any]]) -> frozenset[CellKey]:
+    """Cells whose newest record needs no new request (errors are asked again)."""
+    return frozenset(k for k, r in records.items() if r.get("status") in FINISHED_STATUSES)
 
 
 class RunStore:
@@ -76,7 +81,7 @@ class RunStore:
                  dropped_bytes: int) -> None:
         self.path = path
         self.manifest = manifest
-        self.latest = _latest(records)
+        self.latest = latest(records)
         self.dropped_bytes = dropped_bytes  # size of a torn last line cut on opening, 0 if none
         self._lock = lock
         self._queue: queue.Queue[object] = queue.Queue()
@@ -161,7 +166,7 @@ class RunStore:
 
     def finished(self) -> frozenset[CellKey]:
         """Cells whose newest record needs no new request (errors are asked again)."""
-        return frozenset(k for k, r in self.latest.items() if r.get("status") in FINISHED_STATUSES)
+        return finished(self.latest)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The newest record of every cell recorded so far."""
