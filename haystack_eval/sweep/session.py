@@ -15,7 +15,9 @@ from typing import Any
 from haystack_eval.backends import Backend, create_backend
 from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
-from haystack_eval.errors import StoreError
+from haystack_eval.errors import ConfigError, StoreError
+from haystack_eval.stats import Grid, grid
+from haystack_eval.sweep.foreign import looks_foreign, read_foreign
 from haystack_eval.sweep.plan import Plan, cells
 from haystack_eval.sweep.runner import Tally, run_cells
 from haystack_eval.sweep.store import MANIFEST, RESULTS, SCHEMA_VERSION, RunStore, finished, latest, now, read_records
@@ -50,6 +52,48 @@ class Run:
         """Whether every cell has a record and none is an error."""
         return self.manifest.get("state") == "complete"
 
+    @property
+    def name(self) -> str:
+        """The run's name (the config's ``name``, or the folder's for another tool's results)."""
+        return str(self.manifest.get("name") or self.path.name)
+
+    @property
+    def model(self) -> str:
+        """``provider/name`` of the model, or just the name when the provider is unknown."""
+        model = self.manifest.get("model") or {}
+        provider, name = model.get("provider"), model.get("name") or "unknown model"
+        return f"{provider}/{name}" if provider else str(name)
+
+    @property
+    def task(self) -> str:
+        """The task kind (``single`` unless the config says otherwise)."""
+        config = self.manifest.get("config") or {}
+        return str((config.get("task") or {}).get("kind") or self.manifest.get("task") or "single")
+
+    @property
+    def source(self) -> str:
+        """Which tool wrote the results: ``haystack-eval``, ``gkamradt`` or ``needlehaystack``."""
+        return str(self.manifest.get("source_format") or "haystack-eval")
+
+    @property
+    def date(self) -> str | None:
+        """When the run last changed (ISO 8601, as recorded)."""
+        stamp = self.manifest.get("updated") or self.manifest.get("created")
+        return str(stamp) if stamp else None
+
+    def grid(self) -> Grid:
+        """Per-cell means with 95% Wilson intervals, marginals and the effective length."""
+        return grid(self.records)
+
+    def to_pandas(self) -> Any:
+        """The records as a pandas DataFrame, one row per cell (needs pandas installed)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigError("pandas is not installed", where="Run.to_pandas()", fix="pip install pandas") from None
+        rows = [{**r, "error": (r.get("error") or {}).get("class")} for r in self.records]
+        return pd.DataFrame(rows)
+
 
 def default_out(config: Config) -> Path:
     """Where a run goes without --out: ``heatmaps/<name>``."""
@@ -57,12 +101,23 @@ def default_out(config: Config) -> Path:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a run directory (never modifies it)."""
+    """Read a run directory, or gkamradt / needlehaystack 2.x results (never modifies them)."""
     path = Path(path)
+    if not path.exists():
+        raise StoreError("does not exist", where=str(path), fix="give the run directory that `run` wrote")
+    if path.is_file() and path.name in (MANIFEST, RESULTS):
+        path = path.parent  # a file of a run directory stands for the directory
+    if not (path / MANIFEST).exists() and (kind := looks_foreign(path)):
+        manifest, records = read_foreign(path, kind)
+        return Run(path=path, manifest=manifest, records=tuple(records))
+    if path.is_file():
+        raise StoreError("is a file, not a run directory", where=str(path),
+                         fix="give the directory that holds manifest.json and results.jsonl")
     try:
         manifest = json.loads((path / MANIFEST).read_text("utf-8"))
     except FileNotFoundError:
-        raise StoreError(f"has no {MANIFEST}", where=str(path), fix="point at a haystack-eval run directory") from None
+        raise StoreError(f"has no {MANIFEST} and no gkamradt or needlehaystack results", where=str(path),
+                         fix="point at a haystack-eval run directory or another tool's results folder") from None
     except (OSError, ValueError) as exc:
         raise StoreError(f"{MANIFEST} is damaged ({type(exc).__name__})", where=str(path),
                          fix="restore it, or run the sweep again") from None
