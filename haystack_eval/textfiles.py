@@ -1,12 +1,14 @@
-"""Reading the user's text files (configs, fillers, needle files) with one-line errors."""
+"""Reading the user's text files (configs, fillers, needle files) with one-line errors; atomic writes."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from haystack_eval.errors import ConfigError
 
-__all__ = ["read_text"]
+__all__ = ["read_text", "write_atomic"]
 
 
 def read_text(path: Path, *, shown: str, error: type[ConfigError] = ConfigError) -> str:
@@ -28,3 +30,19 @@ def read_text(path: Path, *, shown: str, error: type[ConfigError] = ConfigError)
     except UnicodeDecodeError as exc:
         raise error(f"is not UTF-8 text (bad byte at offset {exc.start})", where=shown,
                     fix="re-save the file as UTF-8") from exc
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never half of one.
+
+    Raises OSError; callers turn it into the error that names what they were writing.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # unique per writer, threads included
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

