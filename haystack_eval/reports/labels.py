@@ -1,0 +1,24 @@
+"""Axis and table labels shared by the heatmaps, the HTML report and summary.md."""
+
+from __future__ import annotations
+
+__all__ = ["length_label", "percent"]
+
+
+def length_label(tokens: int) -> str:
+    """A readable token count: 500 -> '500', 1000 -> '1K', 32768 -> '32K', 1500000 -> '1.5M'."""
+    if tokens < 1000:
+        return str(tokens)
+    # Context windows come in powers of two (32768 is "32K"); sweeps usually in round thousands.
+    base = 1024 if tokens % 1000 and not tokens % 1024 else 1000
+    value, unit = tokens / base, "K"
+    if round(value) >= 1000:
+        value, unit = value / base, "M"
+    # One decimal only where it says something (1.5K), none where it would be noise (32.8K -> 33K).
+    shown = f"{value:.1f}".rstrip("0").rstrip(".") if value < 10 else f"{value:.0f}"
+    return f"{shown}{unit}"
+
+
+def percent(value: float | None) -> str:
+    """0.932 -> '93.2%' (an em dash without a value)."""
+    return "—" if value is None else f"{100 * value:.1f}%"
