@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +23,7 @@ from haystack_eval.errors import ConfigError, HaystackError
 
 if TYPE_CHECKING:
     from haystack_eval.contexts import Context
+    from haystack_eval.sweep import Run
 
 app = typer.Typer(
     name="haystack-eval",
@@ -32,6 +34,15 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+class PaletteChoice(str, Enum):
+    """Heatmap colours."""
+
+    rag = "rag"
+    cb = "cb"
+
+
+PaletteOption = Annotated[PaletteChoice, typer.Option(
+    "--palette", help="Heatmap colours: rag (red-amber-green) or cb (colour-blind safe).")]
 ConfigArg = Annotated[
     Path, typer.Argument(metavar="CONFIG", help="YAML config file (see configs/quickstart.yaml).", show_default=False)
 ]
@@ -122,8 +133,10 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (cells, tokens, skips); send nothing.")] = False,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Start over; the old files move to replaced-<time>/.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the heatmaps, report.html and summary.md.")] = False,
+    palette: PaletteOption = PaletteChoice.rag,
 ) -> None:
-    """Run the sweep (resuming where it stopped) and write the run directory."""
+    """Run the sweep (resuming where it stopped), write the run directory, then its heatmaps and report."""
     import asyncio
 
     from haystack_eval.cli_progress import progress_for
@@ -153,6 +166,9 @@ def run(
     typer.echo(f"{cfg.name}: {len(result.records)} cells: accuracy {accuracy}; "
                + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped"))
                + f"; results in {target / 'results.jsonl'}")
+    if not no_report:
+        with _user_errors():
+            _render([result], None, palette)
     if statuses.get("error"):
         typer.echo(f"{statuses['error']} cell(s) ended in an error (see 'error' in results.jsonl); "
                    "run the same command again to retry them", err=True)
@@ -179,6 +195,78 @@ def estimate(
         typer.echo(json.dumps(numbers))
         return
     _print_plan(numbers, "cost: not estimated yet (prices arrive in a later version)")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", show_default=False,
+                                               help="Run directories (or gkamradt / needlehaystack results).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="The HTML file (default: RUN_DIR/report.html for "
+                                             "one run, comparison.html for several).")] = None,
+    palette: PaletteOption = PaletteChoice.rag,
+) -> None:
+    """Heatmaps, a single-file HTML report and summary.md; several runs: side by side and their difference."""
+    from haystack_eval.sweep import load_run
+
+    with _user_errors():
+        loaded = [load_run(path) for path in runs]
+        _render(loaded, out, palette)
+
+
+@app.command()
+def check(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", show_default=False,
+                                            help="Run directory (or gkamradt / needlehaystack results).")],
+    config: Annotated[Path | None, typer.Option("--config", help="Config whose check: section holds the thresholds "
+                                                "(default: the config recorded in the run).")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="Baseline run for max_drop "
+                                                  "(default: check.baseline).")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write the result as JUnit XML.")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="Append a Markdown summary to this file "
+                                                 "(e.g. $GITHUB_STEP_SUMMARY).")] = None,
+) -> None:
+    """Exit 0 when the run meets the check: thresholds, 1 when it regresses, 2 on unusable input."""
+    from haystack_eval.reports.check import check_run, write_junit
+    from haystack_eval.reports.markdown import render_summary
+    from haystack_eval.reports.rules import check_rules
+    from haystack_eval.sweep import load_run
+
+    with _user_errors():
+        run = load_run(run_dir)
+        rules, base_path = check_rules(run, config, baseline)
+        base = load_run(base_path) if base_path is not None and rules.max_drop is not None else None
+        outcome = check_run(run, rules, base)
+        if junit is not None:
+            write_junit(outcome, junit)
+        if summary is not None:
+            _append(summary, render_summary([run], outcome))
+    for result in outcome.results:
+        typer.echo(result.line())
+    for note in outcome.notes:
+        typer.echo(f"note: {note}")
+    if base is not None and base.path.resolve() == run.path.resolve():
+        typer.echo("note: the baseline is the run itself; point --baseline at a committed run", err=True)
+    if not outcome.passed:
+        typer.echo(f"check failed: {len(outcome.failures)} of {len(outcome.results)} rule(s) not met", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"check passed: {len(outcome.results)} rule(s) met")
+
+
+def _append(path: Path, text: str) -> None:
+    """Append to a file that CI collects (a step summary); a failure names the file."""
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write ({exc.strerror})", where=str(path), fix="give a writable file") from None
+
+
+def _render(runs: Sequence[Run], out: Path | None, palette: PaletteChoice) -> None:
+    """Write heatmaps, report and summary, and say where they are."""
+    from haystack_eval.reports.outputs import render_runs
+
+    for path in render_runs(runs, out, palette="cb" if palette is PaletteChoice.cb else "rag"):
+        typer.echo(f"wrote {path}")
 
 
 def _print_plan(numbers: dict[str, object], footer: str) -> None:

@@ -237,8 +237,18 @@ class CheckConfig(_Strict):
     min_accuracy: float | None = Field(None, ge=0, le=1)
     min_length_accuracy: float | None = Field(None, ge=0, le=1)
     min_effective_length: int | None = Field(None, ge=1)
-    baseline: str | None = None
+    # Accuracy a length must keep to count toward the effective length; default 85% of the shortest's.
+    effective_threshold: float | None = Field(None, ge=0, le=1)
+    baseline: str | None = None  # a run directory (or another tool's results), relative to this config
     max_drop: float | None = Field(None, ge=0, le=1)
+    # A drop beyond max_drop fails only when a one-sided two-proportion test gives p below alpha.
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+
+    @property
+    def rules(self) -> list[str]:
+        """The thresholds that are set."""
+        names = ("min_accuracy", "min_length_accuracy", "min_effective_length", "max_drop")
+        return [name for name in names if getattr(self, name) is not None]
 
 
 class Config(_Strict):

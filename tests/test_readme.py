@@ -25,3 +25,23 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_readme_commands_use_real_files() -> None:
     for path in re.findall(r"configs/[\w.-]+\.yaml", (REPO / "README.md").read_text("utf-8")):
         assert (REPO / path).is_file(), path
+
+
+def test_the_ci_workflow_example_runs(tmp_path: Path, capsys: object) -> None:
+    """The README's GitHub Actions steps, in order: run the quickstart, then check it."""
+    import pytest
+
+    from haystack_eval.cli import main
+
+    text = (REPO / "README.md").read_text("utf-8")
+    steps = re.findall(r"- run: haystack-eval (.+?)(?:\n|$)", text)
+    assert [s.split()[0] for s in steps] == ["run", "check"]
+    out = str(tmp_path / "runs" / "quickstart")
+    for step in steps:
+        args = step.split("   #")[0].replace("runs/quickstart", out).replace('"$GITHUB_STEP_SUMMARY"',
+                                                                            str(tmp_path / "summary.md"))
+        args = args.replace("check.xml", str(tmp_path / "check.xml")).replace("configs/", str(REPO / "configs") + "/")
+        with pytest.raises(SystemExit) as info:
+            main(args.split())
+        assert info.value.code in (0, None), (step, capsys.readouterr())  # type: ignore[attr-defined]
+    assert (tmp_path / "check.xml").is_file() and "### Check: passed" in (tmp_path / "summary.md").read_text()
