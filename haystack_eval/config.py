@@ -70,6 +70,8 @@ class ModelConfig(_Strict):
     api_key_env: str | None = None
     tokenizer: str = "auto"
     context_window: int | None = Field(None, ge=1)
+    # auto: chat for API models and instruction-tuned GGUFs, completion (answer prefix) for base GGUFs
+    prompt: Literal["auto", "chat", "completion"] = "auto"
     params: ModelParams = ModelParams()
 
     @field_validator("base_url")
@@ -104,6 +106,8 @@ class ModelConfig(_Strict):
     def _needs_url(self) -> ModelConfig:
         if self.provider == "openai-compatible" and not self.base_url:
             raise ValueError("provider openai-compatible needs model.base_url (for example http://127.0.0.1:8000/v1)")
+        if self.prompt == "completion" and self.provider not in ("llamacpp", "scripted"):
+            raise ValueError(f"prompt: completion needs a local model (llamacpp); {self.provider} speaks chat only")
         return self
 
 

@@ -333,7 +333,8 @@ class ContextBuilder:
             depth=round(100 * before_tokens / hay_tokens, 2) if hay_tokens else 0.0,
             char_offset=offset,
         )
-        prompt = Prompt((Message("system", self.template.system), Message("user", user)))
+        system = (Message("system", self.template.system),) if self.template.system else ()
+        prompt = Prompt((*system, Message("user", user)), stop=self.template.stop)
         return Context(
             prompt=prompt, tokens=total, tokenizer=self.tokenizer.name, length=length, depth=depth,
             trial=trial, needles=(placed,), question=needle.question, haystack_tokens=hay_tokens,

@@ -53,6 +53,7 @@ class Context:
         """The context as one JSON-ready object (what ``context --json`` prints)."""
         return {
             "prompt": self.prompt.to_json(),
+            "stop": list(self.prompt.stop),
             "tokens": self.tokens,
             "tokenizer": self.tokenizer,
             "length": self.length,

@@ -7,6 +7,7 @@ from haystack_eval.contexts.builder import MIN_HAYSTACK_TOKENS, ContextBuilder
 from haystack_eval.contexts.context import Context
 from haystack_eval.contexts.fillers import load_filler
 from haystack_eval.contexts.needles import load_needles
+from haystack_eval.contexts.prompt import prompt_style, template_for
 from haystack_eval.contexts.tokenizers import resolve_tokenizer
 from haystack_eval.errors import ConfigError
 
@@ -27,10 +28,11 @@ def _located(config: Config, exc: ConfigError) -> ConfigError:
 def builder_for(config: Config) -> ContextBuilder:
     """A builder for the config, after checking that every length of the grid can be built."""
     try:
-        tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.provider, config.model.name)
+        tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.provider, config.model.name, config.base_dir)
         corpus = load_filler(config.haystack.filler, config.base_dir)
         needles = load_needles(config.task.needles, config.base_dir)
-        builder = ContextBuilder(tokenizer, corpus, needles, seed=config.task.seed)
+        style = prompt_style(config.model.prompt, config.model.provider, getattr(tokenizer, "chat_template", None))
+        builder = ContextBuilder(tokenizer, corpus, needles, seed=config.task.seed, template=template_for(style))
         smallest = builder.min_length(config.task.trials)
     except ConfigError as exc:
         raise _located(config, exc) from None

@@ -7,7 +7,7 @@ the download URL) and checked against tiktoken's own sha256, so nothing is ever 
 
 Model-native tokenizers (llama.cpp, Hugging Face) and tokenizers counted by a provider's API
 (Anthropic) plug in through ``NATIVE_TOKENIZERS``: a provider name maps to a ``module:function``
-that takes the model name and returns a tokenizer.
+that takes the model name and the config's directory (for relative model paths) and returns a tokenizer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import importlib
 import importlib.resources
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from functools import cache, lru_cache
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from haystack_eval.errors import TokenizerError
-from haystack_eval.textfiles import write_atomic
+from haystack_eval.textfiles import user_cache_dir, write_atomic
 
 if TYPE_CHECKING:
     import tiktoken
@@ -52,8 +51,8 @@ OFFLINE_ENCODINGS: dict[str, str] = {
 # bundled one (harmony only adds special tokens, which we never encode).
 _SAME_ORDINARY_TOKENS = {"o200k_harmony": "o200k_base"}
 
-# provider -> "module:function" returning a Tokenizer for a model name; filled by later backends.
-NATIVE_TOKENIZERS: dict[str, str] = {}
+# provider -> "module:function(model, base_dir)" returning the model's own Tokenizer.
+NATIVE_TOKENIZERS: dict[str, str] = {"llamacpp": "haystack_eval.backends.gguf:native_tokenizer"}
 
 _PROVIDERS_WITH_TIKTOKEN = ("openai", "openai-compatible")
 _DEFAULT_SCRIPTED = "o200k_base"
@@ -112,20 +111,6 @@ class TiktokenTokenizer:
         return f"TiktokenTokenizer({self.encoding_name!r})"
 
 
-def _cache_dir() -> Path:
-    """A writable directory for the seeded BPE files (user cache, else a temp dir)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    candidate = Path(root) / "haystack-eval" / "tiktoken"
-    try:
-        candidate.mkdir(parents=True, exist_ok=True)
-        probe = candidate / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return candidate
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="haystack-eval-tiktoken-"))
-
-
 def _seed(cache: Path, encoding: str) -> None:
     """Put the bundled BPE file where tiktoken looks for its download, verified by sha256."""
     url = _BLOB.format(name=encoding)
@@ -163,7 +148,7 @@ def get_tiktoken(encoding: str) -> tiktoken.Encoding:
     import tiktoken  # imported here so that --help and validation of other parts stay fast
 
     with _load_lock:
-        cache = _cache_dir()
+        cache = user_cache_dir("tiktoken")
         _seed(cache, encoding)
         # tiktoken reads TIKTOKEN_CACHE_DIR at load time only; point it at the seeded directory
         # for this call and put the user's setting back.
@@ -189,7 +174,7 @@ def _encoding_for_model(model: str) -> str | None:
     return _SAME_ORDINARY_TOKENS.get(name, name)
 
 
-def _native(provider: str, model: str) -> Tokenizer:
+def _native(provider: str, model: str, base_dir: Path | None) -> Tokenizer:
     """The model-native (or API-counted) tokenizer registered for a provider."""
     target = NATIVE_TOKENIZERS.get(provider)
     if target is None:
@@ -200,18 +185,18 @@ def _native(provider: str, model: str) -> Tokenizer:
         )
     module, _, func = target.partition(":")
     loader = getattr(importlib.import_module(module), func)
-    tokenizer: Tokenizer = loader(model)
+    tokenizer: Tokenizer = loader(model, base_dir)
     return tokenizer
 
 
 @lru_cache(maxsize=32)
-def resolve_tokenizer(spec: str, provider: str, model: str) -> Tokenizer:
-    """The tokenizer that ``model.tokenizer`` names for this provider and model."""
+def resolve_tokenizer(spec: str, provider: str, model: str, base_dir: Path | None = None) -> Tokenizer:
+    """The tokenizer that ``model.tokenizer`` names for this provider and model (paths start at ``base_dir``)."""
     if spec.startswith("tiktoken:"):
         encoding = spec.removeprefix("tiktoken:")
         return TiktokenTokenizer(_SAME_ORDINARY_TOKENS.get(encoding, encoding))
     if spec == "model-native":
-        return _native(provider, model)
+        return _native(provider, model, base_dir)
     if spec != "auto":
         raise TokenizerError(
             f"unknown tokenizer {spec!r}",
@@ -236,4 +221,4 @@ def resolve_tokenizer(spec: str, provider: str, model: str) -> Tokenizer:
                 where="model.tokenizer",
                 fix="set model.tokenizer: tiktoken:o200k_base (GPT-4o and later) or tiktoken:cl100k_base",
             )
-    return _native(provider, model)
+    return _native(provider, model, base_dir)

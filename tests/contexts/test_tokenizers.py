@@ -91,7 +91,6 @@ def test_explicit_encodings_count_and_round_trip(any_tokenizer: Tokenizer) -> No
         ("auto", "openai", "my-finetune", "cannot tell which tokenizer"),
         ("auto", "openai", "text-davinci-003", "p50k_base, which is not available offline"),
         ("auto", "anthropic", "claude-sonnet-4-5", "no model-native tokenizer is available for provider 'anthropic'"),
-        ("auto", "llamacpp", "gemma-3-270m", "no model-native tokenizer is available for provider 'llamacpp'"),
         ("model-native", "openai-compatible", "llama-3", "no model-native tokenizer"),
     ],
 )
@@ -131,7 +130,7 @@ class _Whitespace:
         return [self.count(t) for t in texts]
 
 
-def _fake_native(model: str) -> Tokenizer:
+def _fake_native(model: str, base_dir: Path | None) -> Tokenizer:
     return _Whitespace(model)
 
 
