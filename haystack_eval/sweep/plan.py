@@ -32,14 +32,16 @@ def key_of(record: dict[str, Any]) -> CellKey:
 
 
 def cells(config: Config) -> list[Cell]:
-    """Every cell, in asking order: by length, then trial, then depth.
+    """Every cell, in asking order: by rising length, then trial, then rising depth.
 
-    Consecutive cells then share their prompt up to the needle, which prefix caches
-    (llama.cpp, vLLM, provider prompt caching) can reuse. Order never changes what a cell measures.
+    A (length, trial) pair fixes the haystack, so its cells differ only from their needle on; asked
+    by rising depth, each prompt shares everything before the previous one's needle with it, which
+    prefix caches (llama.cpp, vLLM, provider prompt caching) reuse (bench/local_model.py measures the
+    saving). Order never changes what a cell measures.
     """
     h = config.haystack
-    return [Cell(length, depth, trial) for length in h.length_values()
-            for trial in range(config.task.trials) for depth in h.depth_values()]
+    return [Cell(length, depth, trial) for length in sorted(h.length_values())
+            for trial in range(config.task.trials) for depth in sorted(h.depth_values())]
 
 
 @dataclass(frozen=True)
