@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from haystack_eval.errors import ConfigError
 
-__all__ = ["read_text", "write_atomic"]
+__all__ = ["read_text", "user_cache_dir", "write_atomic"]
 
 
 def read_text(path: Path, *, shown: str, error: type[ConfigError] = ConfigError) -> str:
@@ -46,3 +47,17 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def user_cache_dir(kind: str) -> Path:
+    """A writable ``haystack-eval/<kind>`` directory in the user's cache (``XDG_CACHE_HOME``), else a temp dir."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    candidate = Path(root) / "haystack-eval" / kind
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+        probe = candidate / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return candidate
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"haystack-eval-{kind}-"))

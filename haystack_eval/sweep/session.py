@@ -176,7 +176,7 @@ async def arun(
     if not isinstance(config, Config):
         config = load_config(config)
     builder = builder_for(config)
-    backend = backend or create_backend(config.model, timeout_s=config.run.timeout_s)
+    backend = backend or create_backend(config.model, timeout_s=config.run.timeout_s, base_dir=config.base_dir)
     say = notice or (lambda _message: None)
     try:
         caps = await backend.capabilities()

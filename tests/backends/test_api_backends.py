@@ -201,8 +201,3 @@ def test_a_missing_sdk_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigError) as info:
         create_backend(ModelConfig(provider="anthropic", name="claude-sonnet-4-5"), timeout_s=1)
     assert info.value.line() == "model.provider: the anthropic backend needs the anthropic package; pip install anthropic"
-
-
-def test_the_llamacpp_provider_says_it_is_not_here_yet() -> None:
-    with pytest.raises(ConfigError, match="the llamacpp backend is not available in this version"):
-        create_backend(ModelConfig(provider="llamacpp", name="gemma-3-270m"), timeout_s=1)
