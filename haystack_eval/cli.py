@@ -265,8 +265,11 @@ def _render(runs: Sequence[Run], out: Path | None, palette: PaletteChoice) -> No
     """Write heatmaps, report and summary, and say where they are."""
     from haystack_eval.reports.outputs import render_runs
 
-    for path in render_runs(runs, out, palette="cb" if palette is PaletteChoice.cb else "rag"):
+    written = render_runs(runs, out, palette="cb" if palette is PaletteChoice.cb else "rag")
+    for path in written:
         typer.echo(f"wrote {path}")
+    report = next(p for p in written if p.suffix == ".html")
+    typer.echo(f"open {report} in a browser: heatmaps, curves and every failing cell")
 
 
 def _print_plan(numbers: dict[str, object], footer: str) -> None:

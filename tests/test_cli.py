@@ -15,7 +15,7 @@ from haystack_eval.cli import main
 from tests.conftest import MINIMAL_CONFIG
 
 REPO = Path(__file__).resolve().parent.parent
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+SCRIPTED = str(REPO / "configs" / "scripted.yaml")  # the whole pipeline in seconds, no model
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -37,15 +37,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and out.startswith("haystack-eval 0.")
 
 
-def test_validate_the_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", QUICKSTART)
+def test_validate_the_scripted_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate", SCRIPTED)
     assert code == 0, err
-    assert out.startswith("ok: quickstart: 4 lengths x 11 depths x 3 trials = 132 cells")
+    assert out.startswith("ok: scripted: 4 lengths x 11 depths x 3 trials = 132 cells")
     assert "tokenizer tiktoken:o200k_base" in out and "filler essays (25 documents" in out
 
 
 def test_context_shows_the_prompt_the_needle_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "context", QUICKSTART, "--length", "2000", "--depth", "50")
+    code, out, err = run(capsys, "context", SCRIPTED, "--length", "2000", "--depth", "50")
     assert code == 0, err
     assert "--- system ---" in out and "--- user ---" in out and "<document>" in out
     summary = out.strip().splitlines()[-1]
@@ -54,7 +54,7 @@ def test_context_shows_the_prompt_the_needle_and_a_summary(capsys: pytest.Captur
 
 
 def test_context_json_has_every_documented_field(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "context", QUICKSTART, "--length", "4000", "--depth", "25", "--trial", "2", "--json")
+    code, out, _ = run(capsys, "context", SCRIPTED, "--length", "4000", "--depth", "25", "--trial", "2", "--json")
     assert code == 0
     data = json.loads(out)
     assert {"prompt", "tokens", "tokenizer", "length", "depth", "needles", "question"} <= set(data)
@@ -68,20 +68,20 @@ def test_context_json_has_every_documented_field(capsys: pytest.CaptureFixture[s
 
 
 def test_the_same_command_prints_the_same_bytes(capsys: pytest.CaptureFixture[str]) -> None:
-    first = run(capsys, "context", QUICKSTART, "-l", "3000", "-d", "70", "-t", "1", "--json")[1]
-    assert run(capsys, "context", QUICKSTART, "-l", "3000", "-d", "70", "-t", "1", "--json")[1] == first
+    first = run(capsys, "context", SCRIPTED, "-l", "3000", "-d", "70", "-t", "1", "--json")[1]
+    assert run(capsys, "context", SCRIPTED, "-l", "3000", "-d", "70", "-t", "1", "--json")[1] == first
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["context", QUICKSTART, "--length", "2000", "--depth", "101"], "'--depth'"),
-        (["context", QUICKSTART, "--length", "2000", "--depth", "-1"], "'--depth'"),
-        (["context", QUICKSTART, "--length", "50", "--depth", "10"], "--length: 50 is below the"),
-        (["context", QUICKSTART, "--length", "lots", "--depth", "10"], "'--length'"),
-        (["context", QUICKSTART, "--depth", "10"], "Missing option '--length'"),
-        (["context", QUICKSTART, "--length", "2000", "--depth", "10", "--trial", "3"], "--trial 3 is outside"),
-        (["context", QUICKSTART, "--lenght", "2000"], "No such option: --lenght"),
+        (["context", SCRIPTED, "--length", "2000", "--depth", "101"], "'--depth'"),
+        (["context", SCRIPTED, "--length", "2000", "--depth", "-1"], "'--depth'"),
+        (["context", SCRIPTED, "--length", "50", "--depth", "10"], "--length: 50 is below the"),
+        (["context", SCRIPTED, "--length", "lots", "--depth", "10"], "'--length'"),
+        (["context", SCRIPTED, "--depth", "10"], "Missing option '--length'"),
+        (["context", SCRIPTED, "--length", "2000", "--depth", "10", "--trial", "3"], "--trial 3 is outside"),
+        (["context", SCRIPTED, "--lenght", "2000"], "No such option: --lenght"),
         (["validate"], "Missing argument 'CONFIG'"),
         (["validate", "no/such/file.yaml"], "no/such/file.yaml: file not found"),
         (["frobnicate"], "No such command 'frobnicate'"),
@@ -113,7 +113,7 @@ def test_the_console_script_and_python_m(entry: list[str]) -> None:
             pytest.skip("console script not installed in this environment")
         entry = [str(script)]
     env = {**os.environ, "NO_COLOR": "1"}
-    done = subprocess.run([*entry, "context", QUICKSTART, "-l", "1500", "-d", "0", "--json"],
+    done = subprocess.run([*entry, "context", SCRIPTED, "-l", "1500", "-d", "0", "--json"],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["needles"][0]["depth"] == 0

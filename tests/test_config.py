@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 FAKE_KEY = "sk-" + "test" * 8  # built here so that no key-shaped literal sits in the repository
 
 
-def test_the_quickstart_config_loads() -> None:
-    config = load_config(REPO / "configs" / "quickstart.yaml")
+def test_the_scripted_config_loads() -> None:
+    config = load_config(REPO / "configs" / "scripted.yaml")
     assert isinstance(config, Config)
     assert config.haystack.length_values() == (1000, 2000, 4000, 8000)
     assert config.haystack.depth_values() == tuple(float(d) for d in range(0, 101, 10))

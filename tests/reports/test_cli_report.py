@@ -20,8 +20,10 @@ def test_one_run_gets_heatmaps_report_and_summary_in_its_directory(tmp_path: Pat
     code, out, err = run(capsys, "report", str(path))
     assert code == 0, err
     assert OUTPUTS <= {p.name for p in path.iterdir()}
-    assert [line.split()[1] for line in out.splitlines()] == [str(path / n) for n in (
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines[:-1]] == [str(path / n) for n in (
         "heatmap.png", "heatmap.svg", "heatmap-spread.png", "heatmap-spread.svg", "report.html", "summary.md")]
+    assert lines[-1] == f"open {path / 'report.html'} in a browser: heatmaps, curves and every failing cell"
     assert (path / "heatmap.png").read_bytes().startswith(b"\x89PNG")
     assert "Content-Security-Policy" in (path / "report.html").read_text()
 
@@ -32,7 +34,7 @@ def test_several_runs_make_one_comparison(tmp_path: Path, capsys: Cap) -> None:
     out_file = tmp_path / "out" / "compare.html"
     code, out, err = run(capsys, "report", str(a), str(b), "--out", str(out_file), "--palette", "cb")
     assert code == 0, err
-    assert out.split() == ["wrote", str(out_file), "wrote", str(out_file.with_suffix(".md"))]
+    assert out.splitlines()[:2] == [f"wrote {out_file}", f"wrote {out_file.with_suffix('.md')}"]
     html = out_file.read_text()
     assert "Comparison of 2 runs" in html and "Difference from a" in html
     assert "## haystack-eval: a" in out_file.with_suffix(".md").read_text()

@@ -288,8 +288,8 @@ def test_write_heatmaps_single_trial_writes_png_and_svg_only(tmp_path: Path) -> 
         assert tuple(round(v) for v in image.info["dpi"]) == (300, 300)
 
 
-def test_the_quickstart_run_gets_a_spread_heatmap_too(tmp_path: Path) -> None:
-    run = haystack_eval.run(REPO / "configs" / "quickstart.yaml", out=tmp_path / "run")
+def test_the_scripted_run_gets_a_spread_heatmap_too(tmp_path: Path) -> None:
+    run = haystack_eval.run(REPO / "configs" / "scripted.yaml", out=tmp_path / "run")
     written = write_heatmaps(run, run.path, palette="cb")
     assert [p.name for p in written] == ["heatmap.png", "heatmap.svg", "heatmap-spread.png", "heatmap-spread.svg"]
     assert all(p.stat().st_size > 0 for p in written)
