@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 
 from haystack_eval.config import CheckConfig
 from haystack_eval.errors import ConfigError, StoreError
+from haystack_eval.reports.labels import interval
 from haystack_eval.stats import Grid, Share, drop_p_value
 from haystack_eval.sweep import Run
 
@@ -56,12 +57,11 @@ def _pct(value: float | None) -> str:
 
 
 def _at_least(rule: str, scope: str, share: Share, limit: float) -> RuleResult:
-    low, high = share.interval
     mean = share.mean
     passed = mean is not None and mean >= limit
     sign = ">=" if passed else "<"
-    interval = f", 95% CI {_pct(low)}..{_pct(high)}" if mean is not None else ""
-    return RuleResult(rule, scope, passed, f"{_pct(mean)} {sign} {_pct(limit)} (n={share.n}{interval})")
+    ci = f", 95% CI {interval(share)}" if mean is not None else ""
+    return RuleResult(rule, scope, passed, f"{_pct(mean)} {sign} {_pct(limit)} (n={share.n}{ci})")
 
 
 def _drop(scope: str, base: Share, current: Share, rules: CheckConfig) -> RuleResult:

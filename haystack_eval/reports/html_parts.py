@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from haystack_eval.reports.labels import length_label, percent
+from haystack_eval.reports.labels import interval, length_label, percent
 from haystack_eval.stats import Grid, Share
 from haystack_eval.sweep import Run
 
@@ -53,8 +53,7 @@ def share_text(share: Share) -> str:
     """'93.2% (95% CI 90.1–95.5%, n = 66)', or a note that nothing was scored."""
     if share.mean is None:
         return "no scored records"
-    low, high = share.interval
-    return f"{percent(share.mean)} (95% CI {percent(low)}–{percent(high)}, n = {share.n:,})"
+    return f"{percent(share.mean)} (95% CI {interval(share)}, n = {share.n:,})"
 
 
 def _tokens(length: int) -> str:

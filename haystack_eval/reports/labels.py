@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["length_label", "percent"]
+from haystack_eval.stats import Share
+
+__all__ = ["interval", "length_label", "percent"]
 
 
 def length_label(tokens: int) -> str:
@@ -22,3 +24,11 @@ def length_label(tokens: int) -> str:
 def percent(value: float | None) -> str:
     """0.932 -> '93.2%' (an em dash without a value)."""
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def interval(share: Share) -> str:
+    """A share's 95% interval as '90.1%–95.5%' (an em dash without scored records)."""
+    if share.mean is None:
+        return "—"
+    low, high = share.interval
+    return f"{percent(low)}–{percent(high)}"

@@ -5,20 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from haystack_eval.reports.check import Outcome
-from haystack_eval.reports.labels import length_label, percent
-from haystack_eval.stats import Grid, Share
+from haystack_eval.reports.labels import interval, length_label, percent
+from haystack_eval.stats import Grid
 from haystack_eval.sweep import Run
 
 __all__ = ["render_summary"]
 
 _STATUSES = ("ok", "error", "truncated", "skipped")
-
-
-def _interval(share: Share) -> str:
-    if share.mean is None:
-        return "—"
-    low, high = share.interval
-    return f"{percent(low)}–{percent(high)}"
 
 
 def _cell(text: object) -> str:
@@ -34,7 +27,7 @@ def _totals(run: Run, grid: Grid) -> list[str]:
         "| model | task | cells | statuses | accuracy | 95% CI | effective length |",
         "|---|---|---:|---|---:|---|---:|",
         (f"| `{_cell(run.model)}` | {_cell(run.task)} | {sum(grid.statuses.values())} | {statuses} | "
-         f"{percent(grid.overall.mean)} | {_interval(grid.overall)} | "
+         f"{percent(grid.overall.mean)} | {interval(grid.overall)} | "
          f"{'–' if effective is None else f'{effective:,}'} |"),
     ]
 
@@ -43,7 +36,7 @@ def _by_length(grid: Grid) -> list[str]:
     lines = ["| length | accuracy | 95% CI | scored |", "|---:|---:|---|---:|"]
     for length in grid.lengths:
         share = grid.by_length[length]
-        lines.append(f"| {length_label(length)} | {percent(share.mean)} | {_interval(share)} | {share.n} |")
+        lines.append(f"| {length_label(length)} | {percent(share.mean)} | {interval(share)} | {share.n} |")
     return lines
 
 

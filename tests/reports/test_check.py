@@ -26,7 +26,7 @@ def test_min_accuracy_and_per_length_accuracy(tmp_path: Path) -> None:
         ("min_length_accuracy", "length 1000", True),
         ("min_length_accuracy", "length 2000", False),
     ]
-    assert outcome.failures[0].detail.startswith("50.0% < 60.0% (n=4, 95% CI 15.0%..85.0%)")
+    assert outcome.failures[0].detail.startswith("50.0% < 60.0% (n=4, 95% CI 15.0%–85.0%)")
     assert not outcome.passed
 
 

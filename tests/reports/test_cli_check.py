@@ -28,7 +28,7 @@ def test_fail_prints_each_failing_rule_with_its_numbers(tmp_path: Path, capsys: 
                      check={"min_length_accuracy": 0.8})
     code, out, err = run(capsys, "check", str(path))
     assert code == 1
-    assert "FAIL min_length_accuracy (length 2000): 50.0% < 80.0% (n=30, 95% CI 33.2%..66.8%)" in out
+    assert "FAIL min_length_accuracy (length 2000): 50.0% < 80.0% (n=30, 95% CI 33.2%–66.8%)" in out
     assert "check failed: 1 of 2 rule(s) not met" in err
 
 
