@@ -34,6 +34,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
 class PaletteChoice(str, Enum):
     """Heatmap colours."""
 
