@@ -108,7 +108,13 @@ class LlamaCppBackend:
             llama._ctx.kv_cache_clear()  # start empty: no reuse for this prompt
             llama.reset()
             return 0
-        return max(0, prefix - 1) if prefix == len(tokens) else prefix  # a full hit re-evaluates the last token
+        # Keep only whole batches of the prefix, so the rest is evaluated in the same 512-token chunks
+        # as from an empty cache: the same arithmetic, so the order of the cells cannot change an answer.
+        aligned = min(prefix, len(tokens) - 1) // _BATCH * _BATCH
+        if aligned < llama.n_tokens:
+            llama._ctx.kv_cache_seq_rm(-1, aligned, -1)
+            llama.n_tokens = aligned
+        return aligned
 
     async def aclose(self) -> None:
         """Free the model."""
