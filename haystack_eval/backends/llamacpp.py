@@ -2,9 +2,10 @@
 
 One model answers one prompt at a time, in the order the cells arrive. llama.cpp keeps the KV cache
 of the previous prompt and evaluates only what follows the longest common prefix, so the sweep's
-order (same length and trial, neighbouring depths) makes most of each prefill free; the reused
-tokens are reported as ``cached_read_tokens``. Base models get a completion prompt ending in an
-answer prefix; GGUFs with a chat template get their own template applied.
+order (same length and trial, neighbouring depths) saves part of each prefill; we keep whole
+512-token batches of it only, so that reuse never changes an answer, and report them as
+``cached_read_tokens``. Base models get a completion prompt ending in an answer prefix; GGUFs
+with a chat template get their own template applied (and, for now, no reuse).
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ class LlamaCppBackend:
                 choice = out["choices"][0]
                 answer = choice["text"]
             else:
-                reused = None  # the chat template's rendering is llama-cpp-python's own business
+                # The chat template renders the tokens inside llama-cpp-python, where its own prefix reuse
+                # could make an answer depend on the order of the cells: start from an empty cache.
+                llama._ctx.kv_cache_clear()
+                llama.reset()
+                reused = 0
                 out = llama.create_chat_completion(messages=request.prompt.to_json(), max_tokens=budget,
                                                    temperature=0.0, top_k=1)
                 choice = out["choices"][0]

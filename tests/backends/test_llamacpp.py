@@ -144,3 +144,21 @@ def test_reusing_the_cache_does_not_change_an_answer(tiny_run: haystack_eval.Run
             await backend.aclose()
 
     assert asyncio.run(fresh()) == reused["response"]
+
+
+def test_chat_style_goes_through_the_models_chat_path(write_config: Callable[..., Path]) -> None:
+    config = haystack_eval.load_config(write_config(TINY.replace("name: gemma-3-270m,", "name: gemma-3-270m, prompt: chat,")))
+    ctx = builder_for(config).build(300, 50.0, 0)
+    assert [m.role for m in ctx.prompt.messages] == ["system", "user"] and ctx.prompt.stop == ()
+    backend = create_backend(config.model, timeout_s=60, base_dir=config.base_dir)
+
+    async def ask() -> tuple[str, int | None, int | None]:
+        try:
+            reply = await backend.generate(Request(ctx.prompt, Settings(0.0, 8, 60), ctx))
+            return reply.text, reply.usage.cached_read_tokens, reply.usage.input_tokens
+        finally:
+            await backend.aclose()
+
+    _, cached, input_tokens = asyncio.run(ask())
+    assert cached == 0  # chat prompts start from an empty cache
+    assert input_tokens is not None and input_tokens > ctx.tokens  # the chat format adds its own tokens
