@@ -99,20 +99,10 @@ class LlamaCppBackend:
 
     @staticmethod
     def _reusable(llama: Any, text: str) -> int:
-        """Prompt tokens llama.cpp will take from the cache: the common prefix with what it holds now.
-
-        When the new tail would not fit beside what the cache holds, the cache is cleared first.
-        llama-cpp-python 0.3.36 segfaulted (in libggml-cpu, twice, same place) on the second of two
-        consecutive 32K-token prompts of Gemma 3 270M in a 32,768-token context; cells placed past a
-        nearly full cache is our best guess at the cause, not a proven one.
-        """
+        """Prompt tokens llama.cpp will take from the cache: the common prefix with what it holds now."""
         tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         held = llama._input_ids[: llama.n_tokens]  # the tokens whose KV entries the context holds
         prefix = int(llama.longest_token_prefix(held, tokens))
-        if llama.n_tokens + len(tokens) - prefix + _BATCH > llama.n_ctx():
-            llama._ctx.kv_cache_clear()  # start empty: no reuse for this prompt
-            llama.reset()
-            return 0
         # Keep only whole batches of the prefix, so the rest is evaluated in the same 512-token chunks
         # as from an empty cache: the same arithmetic, so the order of the cells cannot change an answer.
         aligned = min(prefix, len(tokens) - 1) // _BATCH * _BATCH
