@@ -65,9 +65,10 @@ class LlamaCppBackend:
         started = time.perf_counter()
         try:
             if self.style == "completion":
-                text = request.prompt.text
-                reused = self._reusable(llama, text)
-                out = llama.create_completion(text, max_tokens=budget, temperature=0.0, top_k=1,
+                tokens = llama.tokenize(request.prompt.text.encode("utf-8"), add_bos=True, special=False)
+                reused = self._reusable(llama, tokens)
+                # Token ids, not text: the prompt is tokenized once, here.
+                out = llama.create_completion(tokens, max_tokens=budget, temperature=0.0, top_k=1,
                                               stop=list(request.prompt.stop) or None)
                 choice = out["choices"][0]
                 answer = choice["text"]
@@ -98,9 +99,8 @@ class LlamaCppBackend:
         )
 
     @staticmethod
-    def _reusable(llama: Any, text: str) -> int:
+    def _reusable(llama: Any, tokens: list[int]) -> int:
         """Prompt tokens llama.cpp will take from the cache: the common prefix with what it holds now."""
-        tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         held = llama._input_ids[: llama.n_tokens]  # the tokens whose KV entries the context holds
         prefix = int(llama.longest_token_prefix(held, tokens))
         # Keep only whole batches of the prefix, so the rest is evaluated in the same 512-token chunks

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from haystack_eval.config import CheckConfig
 from haystack_eval.errors import ConfigError, StoreError
-from haystack_eval.reports.labels import interval
+from haystack_eval.reports.labels import interval, percent
 from haystack_eval.stats import Grid, Share, drop_p_value
 from haystack_eval.sweep import Run
 
@@ -53,7 +53,7 @@ class Outcome:
 
 
 def _pct(value: float | None) -> str:
-    return "no scored cells" if value is None else f"{100 * value:.1f}%"
+    return "no scored cells" if value is None else percent(value)
 
 
 def _at_least(rule: str, scope: str, share: Share, limit: float) -> RuleResult:
