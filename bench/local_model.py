@@ -49,7 +49,7 @@ def overhead(repeat: int) -> dict[str, float]:
     backend = create_backend(config.model, timeout_s=600, base_dir=config.base_dir)
 
     async def ours(ctx: Context) -> float:
-        backend._loaded().reset()  # type: ignore[attr-defined]  # no prefix reuse: time the whole prefill
+        await backend.clear_cache()  # type: ignore[attr-defined]  # no prefix reuse: time the whole prefill
         started = time.perf_counter()
         await backend.generate(Request(ctx.prompt, Settings(0.0, 1, 600), ctx))
         return time.perf_counter() - started

@@ -21,7 +21,8 @@
             ├── AuthFailed        401, 403: a missing or wrong key
             ├── QuotaExceeded     a spend cap or an empty balance
             ├── ContextTooLong    the prompt is over the model's window
-            └── InvalidRequest    any other 4xx: the request itself is wrong
+            ├── InvalidRequest    any other 4xx: the request itself is wrong
+            └── BackendCrashed    a local model's process died on the prompt
 
 User-fixable errors carry the thing at fault (``where``) and the fix, and render as one line.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthFailed",
+    "BackendCrashed",
     "BackendError",
     "ConfigError",
     "ConnectionDropped",
@@ -171,3 +173,7 @@ class ContextTooLong(FatalRequestError):
 
 class InvalidRequest(FatalRequestError):
     """Any other 4xx: the request itself is wrong (model name, parameters)."""
+
+
+class BackendCrashed(FatalRequestError):
+    """A local model's process died on this prompt, even when it was the first one it was given."""

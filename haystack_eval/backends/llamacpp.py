@@ -1,4 +1,4 @@
-"""The ``llamacpp`` backend: a GGUF model in-process through llama-cpp-python, greedy decoding.
+"""The ``llamacpp`` backend: a GGUF model through llama-cpp-python, in a worker process, greedy decoding.
 
 One model answers one prompt at a time, in the order the cells arrive. llama.cpp keeps the KV cache
 of the previous prompt and evaluates only what follows the longest common prefix, so the sweep's
@@ -6,50 +6,155 @@ order (same length and trial, neighbouring depths) saves part of each prefill; w
 512-token batches of it only, so that reuse never changes an answer, and report them as
 ``cached_read_tokens``. Base models get a completion prompt ending in an answer prefix; GGUFs
 with a chat template get their own template applied (and, for now, no reuse).
+
+The model lives in a worker process (``llamacpp_worker``), because llama.cpp can crash natively: a
+worker that dies is replaced, and the prompt it died on is asked once more of the new worker (from an
+empty cache, as a first prompt). A prompt that kills a fresh worker too is recorded as an error.
+The per-request timeout applies: a worker that takes longer is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from haystack_eval.backends.base import Capabilities, Reply, Request, Usage
-from haystack_eval.backends.gguf import gguf_path, load_llama, native_tokenizer
+from haystack_eval.backends.gguf import gguf_path, native_tokenizer
+from haystack_eval.backends.llamacpp_worker import read_message, write_message
 from haystack_eval.config import ModelConfig
 from haystack_eval.contexts import prompt_style
-from haystack_eval.errors import ContextTooLong, InvalidRequest
+from haystack_eval.errors import BackendCrashed, ConfigError, ContextTooLong, InvalidRequest, RequestTimeout
 
 __all__ = ["LlamaCppBackend"]
 
-_BATCH = 512  # prompt tokens per forward pass: llama.cpp's default, a good fit for small CPU models
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def worker_command(path: Path, n_ctx: int) -> list[str]:
+    """The command line of a worker process for the model file."""
+    return [sys.executable, "-m", "haystack_eval.backends.llamacpp_worker", str(path), "--n-ctx", str(n_ctx),
+            "--threads", str(os.cpu_count() or 1)]
+
+
+class _Died(Exception):
+    """The worker process ended without replying."""
+
+
+class _Worker:
+    """One worker process holding the model, and the pipes to it."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  # its stderr, read when it dies; closed in stop()
+        # the package importable as in this process (a checkout run without installing, too), and no
+        # debugger started to print a backtrace when llama.cpp aborts
+        path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path, "GGML_NO_BACKTRACE": "1"}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                        env=env)
+        self.served = 0  # prompts answered: a worker that dies on its first one would die again
+        self.timed_out = False
+
+    def ask(self, message: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+        """Send one message and wait for the reply; raises _Died if the process ends first."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        timer = threading.Timer(timeout_s, self._expire) if timeout_s else None
+        if timer is not None:
+            timer.start()
+        try:
+            if message:
+                write_message(self.process.stdin, message)
+            reply = read_message(self.process.stdout)
+        except (BrokenPipeError, ConnectionResetError):
+            reply = None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if reply is None:
+            self.process.wait()
+            raise _Died(self.why())
+        return reply
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.process.kill()
+
+    def why(self) -> str:
+        """How the process ended, with the last thing it said on stderr."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        self.log.seek(0)
+        lines = [line.strip() for line in self.log.read().decode("utf-8", errors="replace").splitlines()]
+        said = [line for line in lines if line]
+        # a failed assertion names the spot in llama.cpp; otherwise the last line is the best clue
+        clue = next((line for line in reversed(said) if "GGML_ASSERT" in line or "error" in line.lower()),
+                    said[-1] if said else "")
+        return f"{how}: {clue[-300:]}" if clue else how
+
+    def stop(self) -> None:
+        """End the process: close its stdin (it exits after the current prompt), then kill it if it lingers."""
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.log.close()
 
 
 class LlamaCppBackend:
-    """A GGUF model loaded in this process; requests are served one at a time, in arrival order."""
+    """A GGUF model in a worker process; requests are served one at a time, in arrival order."""
 
     def __init__(self, model: ModelConfig, *, timeout_s: float, http_client: Any = None,
                  base_dir: Path | None = None) -> None:
-        del timeout_s, http_client  # in-process: no transport to fake, and llama.cpp cannot be interrupted
+        del http_client  # a local process: no transport to fake
         self.model = model
+        self.timeout_s = timeout_s
         self.path = gguf_path(model.name, base_dir)
         tokenizer = native_tokenizer(model.name, base_dir)
         self.style = prompt_style(model.prompt, model.provider, tokenizer.chat_template)
         self.window = model.context_window or tokenizer.context_length
-        self._llama: Any = None
+        self.restarts = 0  # workers replaced after a crash
+        self._worker: _Worker | None = None
         self._turn = asyncio.Lock()  # FIFO: prompts run in the order the runner sends them
 
-    def _loaded(self) -> Any:
-        if self._llama is None:
-            self._llama = load_llama(self.path, n_ctx=self.window or 0, n_batch=_BATCH,
-                                     n_threads=os.cpu_count() or 1, seed=0)
-        return self._llama
+    def _started(self) -> _Worker:
+        """The live worker, started (and its model loaded) if there is none."""
+        if self._worker is None:
+            worker = _Worker(worker_command(self.path, self.window or 0))
+            try:
+                hello = worker.ask({}, None)
+            except _Died as exc:
+                worker.stop()
+                raise ConfigError(f"llama.cpp cannot load {self.path.name} ({exc})", where="model.name",
+                                  fix="check that the file is a complete GGUF model") from None
+            if "error" in hello:
+                worker.stop()
+                raise ConfigError(hello["message"])
+            self._worker = worker
+        return self._worker
 
     async def capabilities(self) -> Capabilities:
         """The model's trained context length (or model.context_window); loads the model."""
-        await asyncio.to_thread(self._loaded)
+        async with self._turn:
+            await asyncio.to_thread(self._started)
         notes = ((f"{self.path.name}: {self.style} prompts, greedy decoding, one request at a time "
                  "(llama.cpp reuses the previous prompt's prefix)"),)
         return Capabilities(context_window=self.window, accepts_temperature=True, notes=notes)
@@ -59,60 +164,57 @@ class LlamaCppBackend:
         async with self._turn:
             return await asyncio.to_thread(self._generate, request)
 
+    async def clear_cache(self) -> None:
+        """Empty llama.cpp's KV cache: the next prompt is evaluated in full (for benchmarks)."""
+        async with self._turn:
+            await asyncio.to_thread(lambda: self._started().ask({"op": "clear"}, None))
+
     def _generate(self, request: Request) -> Reply:
-        llama = self._loaded()
         budget = request.settings.max_output_tokens
+        if self.style == "completion":
+            message = {"op": "complete", "text": request.prompt.text, "max_tokens": budget,
+                       "stop": list(request.prompt.stop)}
+        else:
+            message = {"op": "chat", "messages": request.prompt.to_json(), "max_tokens": budget}
         started = time.perf_counter()
-        try:
-            if self.style == "completion":
-                tokens = llama.tokenize(request.prompt.text.encode("utf-8"), add_bos=True, special=False)
-                reused = self._reusable(llama, tokens)
-                # Token ids, not text: the prompt is tokenized once, here.
-                out = llama.create_completion(tokens, max_tokens=budget, temperature=0.0, top_k=1,
-                                              stop=list(request.prompt.stop) or None)
-                choice = out["choices"][0]
-                answer = choice["text"]
-            else:
-                # The chat template renders the tokens inside llama-cpp-python, where its own prefix reuse
-                # could make an answer depend on the order of the cells: start from an empty cache.
-                llama._ctx.kv_cache_clear()
-                llama.reset()
-                reused = 0
-                out = llama.create_chat_completion(messages=request.prompt.to_json(), max_tokens=budget,
-                                                   temperature=0.0, top_k=1)
-                choice = out["choices"][0]
-                answer = choice["message"]["content"] or ""
-        except ValueError as exc:
-            if "context window" in str(exc):
-                raise ContextTooLong(str(exc)) from None
-            raise InvalidRequest(f"llama.cpp refused the prompt: {exc}") from None
-        usage = out.get("usage") or {}
-        finish = choice.get("finish_reason")
+        reply = self._ask(message, request.settings.timeout_s)
+        if "error" in reply:
+            if reply["error"] == "context":
+                raise ContextTooLong(reply["message"])
+            raise InvalidRequest(f"llama.cpp refused the prompt: {reply['message']}")
+        usage = reply["usage"]
+        finish = reply["finish_reason"]
         return Reply(
-            text=answer.strip(),
+            text=reply["text"].strip(),
             finish_reason=finish,
-            usage=Usage(input_tokens=usage.get("prompt_tokens"), cached_read_tokens=reused,
+            usage=Usage(input_tokens=usage.get("prompt_tokens"), cached_read_tokens=reply["reused"],
                         output_tokens=usage.get("completion_tokens")),
             latency_s=time.perf_counter() - started,
             request_id=None,
             cut_off=finish == "length",
         )
 
-    @staticmethod
-    def _reusable(llama: Any, tokens: list[int]) -> int:
-        """Prompt tokens llama.cpp will take from the cache: the common prefix with what it holds now."""
-        held = llama._input_ids[: llama.n_tokens]  # the tokens whose KV entries the context holds
-        prefix = int(llama.longest_token_prefix(held, tokens))
-        # Keep only whole batches of the prefix, so the rest is evaluated in the same 512-token chunks
-        # as from an empty cache: the same arithmetic, so the order of the cells cannot change an answer.
-        aligned = min(prefix, len(tokens) - 1) // _BATCH * _BATCH
-        if aligned < llama.n_tokens:
-            llama._ctx.kv_cache_seq_rm(-1, aligned, -1)
-            llama.n_tokens = aligned
-        return aligned
+    def _ask(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """The worker's reply; a worker that dies is replaced, and a prompt that was not its first is asked again."""
+        while True:
+            worker = self._started()
+            try:
+                reply = worker.ask(message, timeout_s)
+            except _Died as exc:
+                self._worker = None
+                worker.stop()
+                if worker.timed_out:
+                    raise RequestTimeout(f"llama.cpp took longer than {timeout_s:g} s; the worker was stopped "
+                                         "(raise run.timeout_s for long prompts on a slow CPU)") from None
+                self.restarts += 1
+                if worker.served == 0:
+                    raise BackendCrashed(f"llama.cpp crashed on this prompt in a fresh worker ({exc})") from None
+                continue  # the state it died in came from earlier prompts: ask a fresh worker once
+            worker.served += 1
+            return reply
 
     async def aclose(self) -> None:
-        """Free the model."""
-        if self._llama is not None:
-            await asyncio.to_thread(self._llama.close)
-            self._llama = None
+        """Stop the worker."""
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await asyncio.to_thread(worker.stop)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import haystack_eval
 from haystack_eval.backends import create_backend
-from haystack_eval.backends.base import Request, Settings
+from haystack_eval.backends.base import Reply, Request, Settings
 from haystack_eval.backends.gguf import gguf_path, native_tokenizer
 from haystack_eval.config import ModelConfig
 from haystack_eval.contexts import builder_for
-from haystack_eval.errors import ConfigError
+from haystack_eval.errors import BackendCrashed, ConfigError, RequestTimeout
 from haystack_eval.reports.outputs import render_runs
 
 TINY = """\
@@ -162,3 +165,67 @@ def test_chat_style_goes_through_the_models_chat_path(write_config: Callable[...
     _, cached, input_tokens = asyncio.run(ask())
     assert cached == 0  # chat prompts start from an empty cache
     assert input_tokens is not None and input_tokens > ctx.tokens  # the chat format adds its own tokens
+
+
+def _killed_midway(backend: Any, request: Request, *, warm_up: bool) -> tuple[Any, int]:
+    """Ask once (after a warm-up prompt, if asked), killing the worker with SIGABRT 0.5 s into the prompt."""
+    async def ask() -> tuple[Any, int]:
+        try:
+            if warm_up:
+                await backend.generate(request)
+            await backend.capabilities()
+            victim = backend._worker.process
+            threading.Timer(0.5, victim.send_signal, (signal.SIGABRT,)).start()
+            try:
+                return await backend.generate(request), victim.returncode
+            except BackendCrashed as exc:
+                return exc, victim.returncode
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(ask())
+
+
+def test_a_worker_that_dies_midway_is_replaced_and_the_prompt_asked_again(write_config: Callable[..., Path]) -> None:
+    config = haystack_eval.load_config(write_config(TINY))
+    ctx = builder_for(config).build(2000, 50.0, 0)  # seconds of prefill: time to be killed in
+    backend: Any = create_backend(config.model, timeout_s=60, base_dir=config.base_dir)
+    reply, died = _killed_midway(backend, Request(ctx.prompt, Settings(0.0, 8, 60), ctx), warm_up=True)
+    assert died == -signal.SIGABRT and backend.restarts == 1
+    assert isinstance(reply, Reply) and reply.usage.cached_read_tokens == 0  # a new worker, an empty cache
+
+
+def test_a_prompt_that_kills_a_fresh_worker_is_an_error(write_config: Callable[..., Path]) -> None:
+    config = haystack_eval.load_config(write_config(TINY))
+    ctx = builder_for(config).build(2000, 50.0, 0)
+    backend: Any = create_backend(config.model, timeout_s=60, base_dir=config.base_dir)
+    error, died = _killed_midway(backend, Request(ctx.prompt, Settings(0.0, 8, 60), ctx), warm_up=False)
+    assert died == -signal.SIGABRT and backend.restarts == 1
+    assert isinstance(error, BackendCrashed)
+    assert error.line().startswith("llama.cpp crashed on this prompt in a fresh worker (killed by SIGABRT")
+
+
+def test_a_prompt_over_the_timeout_stops_the_worker(write_config: Callable[..., Path]) -> None:
+    config = haystack_eval.load_config(write_config(TINY))
+    ctx = builder_for(config).build(2000, 50.0, 0)
+    backend = create_backend(config.model, timeout_s=60, base_dir=config.base_dir)
+
+    async def ask() -> RequestTimeout:
+        try:
+            await backend.capabilities()
+            with pytest.raises(RequestTimeout) as info:
+                await backend.generate(Request(ctx.prompt, Settings(0.0, 8, 0.5), ctx))
+            return info.value
+        finally:
+            await backend.aclose()
+
+    assert "took longer than 0.5 s; the worker was stopped" in asyncio.run(ask()).line()
+
+
+def test_the_worker_reports_how_a_process_ended() -> None:
+    from haystack_eval.backends.llamacpp import _Died, _Worker
+
+    worker = _Worker([sys.executable, "-c", "import os, sys; print('GGML_ASSERT(x) failed', file=sys.stderr); os.abort()"])
+    with pytest.raises(_Died, match=r"^killed by SIGABRT: GGML_ASSERT\(x\) failed$"):
+        worker.ask({"op": "clear"}, 10)
+    worker.stop()
