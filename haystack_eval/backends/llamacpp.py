@@ -66,7 +66,7 @@ class _Worker:
     def ask(self, message: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
         """Send one message and wait for the reply; raises _Died if the process ends first."""
         assert self.process.stdin is not None and self.process.stdout is not None
-        timer = threading.Timer(timeout_s, self._expire) if timeout_s else None
+        timer = threading.Timer(timeout_s, self.expire) if timeout_s else None
         if timer is not None:
             timer.start()
         try:
@@ -83,7 +83,8 @@ class _Worker:
             raise _Died(self.why())
         return reply
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """Stop the process now (over time, or the caller gave up); the prompt in progress gets no answer."""
         self.timed_out = True
         self.process.kill()
 
@@ -162,7 +163,16 @@ class LlamaCppBackend:
     async def generate(self, request: Request) -> Reply:
         """The model's greedy answer; the prompt's shared prefix with the previous one is not recomputed."""
         async with self._turn:
-            return await asyncio.to_thread(self._generate, request)
+            work = asyncio.ensure_future(asyncio.to_thread(self._generate, request))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The caller gave up (its own timeout): stop the worker, and keep the turn until the
+                # thread has seen it die, so that the next prompt never shares the pipes with this one.
+                if self._worker is not None:
+                    self._worker.expire()
+                await asyncio.gather(work, return_exceptions=True)
+                raise
 
     async def clear_cache(self) -> None:
         """Empty llama.cpp's KV cache: the next prompt is evaluated in full (for benchmarks)."""
