@@ -164,8 +164,11 @@ def run(
         progress.stop()
     statuses = result.statuses
     accuracy = "-" if result.accuracy is None else f"{100 * result.accuracy:.1f}%"
+    if cfg.task.kind == "absent" and result.accuracy is not None:
+        accuracy += f" (hallucination rate {100 * (1 - result.accuracy):.1f}%)"
     typer.echo(f"{cfg.name}: {len(result.records)} cells: accuracy {accuracy}; "
-               + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped"))
+               + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped", "unscored")
+                         if s != "unscored" or statuses.get(s))
                + f"; results in {target / 'results.jsonl'}")
     if not no_report:
         with _user_errors():
@@ -286,21 +289,25 @@ def _print_plan(numbers: dict[str, object], footer: str) -> None:
 
 
 def _show(ctx: Context) -> None:
-    """Print the prompt with the needle highlighted, then a one-line summary."""
+    """Print the prompt with the hidden sentences highlighted (needles yellow, distractors grey), then a summary."""
     console = Console(highlight=False, soft_wrap=True)
-    needle = ctx.needles[0]
     for message in ctx.prompt.messages:
         console.print(Text(f"--- {message.role} ---", style="bold cyan"))
         text = Text(message.content)
         if message.role == "user":
-            text.stylize("bold black on yellow", needle.char_offset, needle.char_offset + len(needle.text))
+            for hidden in ctx.needles:
+                style = "bold black on yellow" if hidden.role == "needle" else "black on bright_black"
+                text.stylize(style, hidden.char_offset, hidden.char_offset + len(hidden.text))
         console.print(text)
-    console.print(Text(
-        f"--- {ctx.tokens} tokens ({ctx.tokenizer}, requested {ctx.length}); haystack {ctx.haystack_tokens}; "
-        f"needle {needle.id!r} at depth {needle.depth:g}% (requested {ctx.depth:g}), token {needle.token_offset}; "
-        f"answer {needle.answer!r}; trial {ctx.trial}",
-        style="bold",
-    ))
+    head = (f"--- {ctx.tokens} tokens ({ctx.tokenizer}, requested {ctx.length}); haystack {ctx.haystack_tokens}; "
+            f"task {ctx.task}; trial {ctx.trial}")
+    lines = [head]
+    for hidden in ctx.needles:
+        lines.append(f"--- {hidden.role} {hidden.id!r} at depth {hidden.depth:g}% (requested {ctx.depth:g}), "
+                     f"token {hidden.token_offset}; answer {hidden.answer!r}")
+    if not ctx.needles:
+        lines.append("--- no needle: the right answer is that the document does not say")
+    console.print(Text("\n".join(lines), style="bold"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

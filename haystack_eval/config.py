@@ -40,6 +40,7 @@ __all__ = [
     "ScoringConfig",
     "Spread",
     "TaskConfig",
+    "TaskKind",
     "load_config",
 ]
 
@@ -210,19 +211,102 @@ class HaystackConfig(_Strict):
         return tuple(_depth_values(self.depths))
 
 
+TaskKind = Literal["single", "multi", "multikey", "multivalue", "multiquery", "latent", "distractor", "absent"]
+_COUNTED = ("multi", "multivalue", "multiquery")  # kinds that hide several needles: task.count of them
+_DISTRACTED = {"multikey": 3, "multiquery": 3, "distractor": 2}  # kinds with distractors, and their default
+
+
 class TaskConfig(_Strict):
     """What is hidden and asked: the task kind, trials per cell, seed and needle source."""
 
-    kind: Literal["single"] = "single"
+    kind: TaskKind = "single"
     trials: int = Field(1, ge=1, le=1000)
     seed: int = Field(0, ge=0)
+    # library: the bundled needles (for kind latent, the bundled latent needles), or a YAML/JSON file
     needles: str = Field("library", min_length=1)
+    count: int | None = Field(None, ge=2, le=64)  # needles (multi), values of the key (multivalue), keys asked (multiquery)
+    offsets: list[float] | None = None  # depth points past the first needle for the others (default: evenly to 100)
+    distractors: int | None = Field(None, ge=0, le=256)  # other-key statements or near-miss facts
+    value_type: Literal["words", "numbers", "uuids"] = "numbers"  # values of the keyed kinds
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> TaskConfig:
+        if self.count is not None and self.kind not in _COUNTED:
+            raise ValueError(f"task.count applies to kinds {', '.join(_COUNTED)}, not {self.kind}; remove it")
+        if self.distractors is not None and self.kind not in _DISTRACTED:
+            raise ValueError(f"task.distractors applies to kinds {', '.join(_DISTRACTED)}, not {self.kind}; remove it")
+        if self.offsets is not None:
+            if self.kind not in _COUNTED:
+                raise ValueError(f"task.offsets applies to kinds {', '.join(_COUNTED)}, not {self.kind}; remove it")
+            if len(self.offsets) != self.needle_count - 1 or any(not 0 <= o <= 100 for o in self.offsets):
+                raise ValueError(f"task.offsets needs {self.needle_count - 1} values in 0..100 (one per needle "
+                                 "after the first, in depth points past it)")
+        if self.kind == "distractor" and self.distractor_count < 1:
+            raise ValueError("task.kind distractor needs at least one distractor; set task.distractors: 1 or more")
+        return self
+
+    @property
+    def needle_count(self) -> int:
+        """Needles (or values, or keys) the question asks for."""
+        if self.kind not in _COUNTED:
+            return 1
+        return self.count if self.count is not None else (len(self.offsets) + 1 if self.offsets else 3)
+
+    @property
+    def distractor_count(self) -> int:
+        """Distractor statements per context."""
+        return self.distractors if self.distractors is not None else _DISTRACTED.get(self.kind, 0)
+
+    @property
+    def needle_source(self) -> str:
+        """The needle set to load: the latent set stands in for the library under kind latent."""
+        return "latent" if self.kind == "latent" and self.needles == "library" else self.needles
 
 
 class ScoringConfig(_Strict):
-    """How an answer is graded."""
+    """How an answer is graded: the method, and the settings only some methods take."""
 
-    method: Literal["contains", "exact"] = "contains"
+    method: Literal["contains", "all", "any", "exact", "regex", "numeric", "f1", "judge"] = "contains"
+    # regex only: searched in the normalised reply; {answer} stands for the escaped, normalised expected answer
+    pattern: str | None = None
+    tolerance: float = Field(0.0, ge=0, le=1)  # numeric only: relative to the expected value
+    judge: ModelConfig | None = None  # judge only: the model that grades (it never sees the haystack)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "{answer}" not in value:
+            raise ValueError("the pattern has no {answer}; put {answer} where the expected answer goes, "
+                             r"for example (?<!\w){answer}(?!\w)")
+        try:
+            re.compile(value.replace("{answer}", re.escape("dummy answer")))
+        except re.error as exc:
+            raise ValueError(f"the pattern is not a valid regular expression ({exc.msg}); "
+                             "fix it (it is searched in the normalised reply: lower case, no punctuation)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _settings_fit_method(self) -> ScoringConfig:
+        if self.method == "judge" and self.judge is None:
+            raise ValueError("method judge needs scoring.judge (the model that grades); "
+                             "add scoring.judge: {provider: ..., name: ...} like the model: section")
+        if self.method != "judge" and self.judge is not None:
+            raise ValueError(f"scoring.judge is set but method is {self.method}; "
+                             "remove scoring.judge or set scoring.method: judge")
+        if self.judge is not None and self.judge.provider == "scripted" and self.judge.name in (
+                "oracle", "lost-in-the-middle"):
+            # These rules answer needle questions from the cell; a judge request has no needle.
+            raise ValueError(f"the scripted rule {self.judge.name} cannot judge; "
+                             "use scoring.judge.name: canned:CORRECT (or a real model)")
+        if self.pattern is not None and self.method != "regex":
+            raise ValueError(f"scoring.pattern is set but method is {self.method}; "
+                             "remove scoring.pattern or set scoring.method: regex")
+        if "tolerance" in self.model_fields_set and self.method != "numeric":
+            raise ValueError(f"scoring.tolerance is set but method is {self.method}; "
+                             "remove scoring.tolerance or set scoring.method: numeric")
+        return self
 
 
 class RunConfig(_Strict):
@@ -265,6 +349,13 @@ class Config(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     run: RunConfig = RunConfig()
     check: CheckConfig | None = None
+
+    @model_validator(mode="after")
+    def _task_fits_grid(self) -> Config:
+        if self.task.kind == "absent" and len(self.haystack.depth_values()) > 1:
+            raise ValueError("task.kind absent hides no needle, so haystack.depths cannot vary what is asked; "
+                             "set haystack.depths: [0] and use trials for more samples")
+        return self
 
     _path: Path | None = PrivateAttr(default=None)
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,9 +49,33 @@ def test_context_shows_the_prompt_the_needle_and_a_summary(capsys: pytest.Captur
     code, out, err = run(capsys, "context", SCRIPTED, "--length", "2000", "--depth", "50")
     assert code == 0, err
     assert "--- system ---" in out and "--- user ---" in out and "<document>" in out
-    summary = out.strip().splitlines()[-1]
+    summary, needle = out.strip().splitlines()[-2:]
     assert summary.startswith("--- ") and "(tiktoken:o200k_base, requested 2000)" in summary
-    assert "at depth" in summary and "(requested 50)" in summary and "answer" in summary
+    assert "task single; trial 0" in summary
+    assert needle.startswith("--- needle '") and "at depth" in needle and "(requested 50)" in needle
+    assert "answer" in needle
+
+
+def test_context_shows_every_hidden_sentence_of_a_task(capsys: pytest.CaptureFixture[str], write_config: Any) -> None:
+    path = write_config("""\
+        name: t
+        model: {provider: scripted, name: oracle, tokenizer: tiktoken:o200k_base}
+        haystack: {lengths: [1500], depths: [50]}
+        task: {kind: multikey, distractors: 2}
+        """)
+    code, out, err = run(capsys, "context", str(path), "--length", "1500", "--depth", "50")
+    assert code == 0, err
+    tail = out.strip().splitlines()[-3:]
+    assert [line.split()[1] for line in tail] == ["needle", "distractor", "distractor"]
+    path = write_config("""\
+        name: t
+        model: {provider: scripted, name: oracle, tokenizer: tiktoken:o200k_base}
+        haystack: {lengths: [1500], depths: [0]}
+        task: {kind: absent}
+        """, name="absent.yaml")
+    code, out, err = run(capsys, "context", str(path), "--length", "1500", "--depth", "0")
+    assert code == 0, err
+    assert out.strip().endswith("no needle: the right answer is that the document does not say")
 
 
 def test_context_json_has_every_documented_field(capsys: pytest.CaptureFixture[str]) -> None:

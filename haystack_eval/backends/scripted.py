@@ -60,11 +60,13 @@ class ScriptedBackend:
         if self.rule == "unavailable":
             raise ServerError("scripted rule 'unavailable': the service is down", status=503)
         cut_off = False
+        # every expected answer, one per line; "not stated" when the document holds none (task absent)
+        right = "\n".join(ctx.answers) if ctx.answers else "not stated"
         if self.rule == "oracle":
-            text = ctx.expected
+            text = right
         elif self.rule == "lost-in-the-middle":
             missed = _uniform(ctx.length, ctx.depth, ctx.trial, ctx.expected) < miss_chance(ctx.length, ctx.depth)
-            text = _MISS if missed else f"It is {ctx.expected}."
+            text = _MISS if missed else f"It is {right}."
         elif self.rule == "silent":
             text, cut_off = "", True
         else:

@@ -21,6 +21,7 @@ class PlacedNeedle:
     token_offset: int  # tokens of the whole prompt before the needle
     depth: float  # achieved depth: percent of the haystack's tokens before the needle
     char_offset: int  # where the needle starts in the user message
+    role: str = "needle"  # or "distractor": a sentence placed to mislead (its answer is the wrong one)
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,23 @@ class Context:
     haystack_tokens: int
     filler: str
     filler_sha256: str
+    answers: tuple[str, ...] = ()  # expected, in order; none when the right answer is that the text does not say
+    task: str = "single"
 
     @property
-    def depth_actual(self) -> float:
-        """Achieved depth of the (first) needle."""
-        return self.needles[0].depth
+    def targets(self) -> tuple[PlacedNeedle, ...]:
+        """The needles the question asks about (not the distractors), in order."""
+        return tuple(n for n in self.needles if n.role == "needle")
+
+    @property
+    def depth_actual(self) -> float | None:
+        """Achieved depth of the first needle (None without one)."""
+        return self.targets[0].depth if self.targets else None
 
     @property
     def expected(self) -> str:
-        """The answer the model should give."""
-        return self.needles[0].answer
+        """The expected answers as one text ('' when the document does not hold the answer)."""
+        return " | ".join(self.answers)
 
     def to_json(self) -> dict[str, Any]:
         """The context as one JSON-ready object (what ``context --json`` prints)."""
@@ -62,8 +70,10 @@ class Context:
             "depth_actual": self.depth_actual,
             "haystack_tokens": self.haystack_tokens,
             "question": self.question,
+            "task": self.task,
+            "answers": list(self.answers),
             "needles": [
-                {"id": n.id, "text": n.text, "answer": n.answer, "kind": n.kind,
+                {"id": n.id, "text": n.text, "answer": n.answer, "kind": n.kind, "role": n.role,
                  "token_offset": n.token_offset, "depth": n.depth, "char_offset": n.char_offset}
                 for n in self.needles
             ],

@@ -26,9 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from haystack_eval.errors import NeedleError
 from haystack_eval.textfiles import read_text
 
-__all__ = ["LIBRARY", "Needle", "NeedleSet", "NeedleSpec", "load_needles"]
+__all__ = ["BUNDLED_NEEDLES", "LIBRARY", "Needle", "NeedleSet", "NeedleSpec", "load_needles"]
 
 LIBRARY = "library"
+# the general library, and needles whose questions share no content word with them (task kind latent)
+BUNDLED_NEEDLES = {LIBRARY: "needles.yaml", "latent": "latent.yaml"}
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _GENERATOR = re.compile(r"^(digits|letters|alnum):([1-9][0-9]?)$|^uuid$|^choice:.+$")
 _TERMINAL = (".", "!", "?")
@@ -76,6 +78,11 @@ class NeedleSpec(BaseModel):
                 raise ValueError("the question must not contain the answer")
         return self
 
+    @property
+    def entity_placeholders(self) -> frozenset[str]:
+        """Placeholders the question names and the answer does not: what tells near-miss facts apart."""
+        return frozenset(set(_PLACEHOLDER.findall(self.question)) - set(_PLACEHOLDER.findall(self.answer)))
+
 
 @dataclass(frozen=True)
 class Needle:
@@ -113,8 +120,13 @@ class NeedleSet:
         """The needle of ``trial``; a later ``attempt`` gives the next candidate (another entry or value)."""
         order = list(range(len(self.specs)))
         random.Random(f"haystack-eval/needles/{seed}").shuffle(order)
-        spec = self.specs[order[(trial + attempt) % len(order)]]
-        rng = random.Random(f"haystack-eval/values/{seed}/{trial}/{attempt}/{spec.id}")
+        return self.draw(order[(trial + attempt) % len(order)], seed, trial, attempt)
+
+    def draw(self, index: int, seed: int, trial: int, attempt: int = 0, variant: int = 0) -> Needle:
+        """Entry ``index`` with its values drawn for the trial; another ``variant`` draws them again."""
+        spec = self.specs[index]
+        extra = f"/{variant}" if variant else ""  # variant 0 keeps the draws of earlier versions
+        rng = random.Random(f"haystack-eval/values/{seed}/{trial}/{attempt}/{spec.id}{extra}")
         drawn = {name: _draw(spec.values[name], rng) for name in sorted(spec.values)}
 
         def fill(text: str) -> str:
@@ -146,16 +158,16 @@ def _parse(data: Any, shown: str) -> NeedleSet:
 
 
 @lru_cache(maxsize=8)
-def _bundled() -> NeedleSet:
-    """The library that ships with the package."""
-    text = resources.files("haystack_eval.contexts").joinpath("data", "needles.yaml").read_text("utf-8")
-    return _parse(yaml.safe_load(text), LIBRARY)
+def _bundled(name: str) -> NeedleSet:
+    """A needle set that ships with the package."""
+    text = resources.files("haystack_eval.contexts").joinpath("data", BUNDLED_NEEDLES[name]).read_text("utf-8")
+    return _parse(yaml.safe_load(text), name)
 
 
 def load_needles(spec: str, base: Path | None = None) -> NeedleSet:
-    """The needle set that ``task.needles`` names: ``library`` or a YAML/JSON file."""
-    if spec == LIBRARY:
-        return _bundled()
+    """The needle set that ``task.needles`` names: ``library``, ``latent`` or a YAML/JSON file."""
+    if spec in BUNDLED_NEEDLES:
+        return _bundled(spec)
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = (base or Path.cwd()) / path

@@ -8,6 +8,7 @@ from haystack_eval.contexts.context import Context
 from haystack_eval.contexts.fillers import load_filler
 from haystack_eval.contexts.needles import load_needles
 from haystack_eval.contexts.prompt import prompt_style, template_for
+from haystack_eval.contexts.tasks import Task
 from haystack_eval.contexts.tokenizers import resolve_tokenizer
 from haystack_eval.errors import ConfigError
 
@@ -30,9 +31,10 @@ def builder_for(config: Config) -> ContextBuilder:
     try:
         tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.provider, config.model.name, config.base_dir)
         corpus = load_filler(config.haystack.filler, config.base_dir)
-        needles = load_needles(config.task.needles, config.base_dir)
+        needles = load_needles(config.task.needle_source, config.base_dir)
         style = prompt_style(config.model.prompt, config.model.provider, getattr(tokenizer, "chat_template", None))
-        builder = ContextBuilder(tokenizer, corpus, needles, seed=config.task.seed, template=template_for(style))
+        builder = ContextBuilder(tokenizer, corpus, needles, seed=config.task.seed, template=template_for(style),
+                                 task=Task(config.task, needles))
         smallest = builder.min_length(config.task.trials)
     except ConfigError as exc:
         raise _located(config, exc) from None

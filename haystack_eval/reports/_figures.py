@@ -85,7 +85,7 @@ class _Mark:
 _MARKS: dict[str, _Mark] = {
     "no-data": _Mark("#f2f2f2", "///", "no data"),
     "one-sided": _Mark("#f2f2f2", "xx", "in one run only"),
-    "unscored": _Mark("#bdbdbd", None, "no scored trial (all errored, skipped or cut off)"),
+    "unscored": _Mark("#bdbdbd", None, "no scored trial (all errored, skipped, cut off or ungraded)"),
 }
 _HATCH_COLOUR = "#9a9a9a"
 _PARTIAL_LEGEND = "some trials errored, were skipped or cut off (value is over the rest)"

@@ -29,7 +29,7 @@ _SEP = " · "
 _LENGTH_AXIS = "context length (tokens)"
 _DEPTH_AXIS = "needle depth (% of context)"
 _FORMATS: tuple[tuple[Literal["png", "svg"], int | None], ...] = (("png", 300), ("svg", None))
-_UNSCORED = (("error", "error"), ("truncated", "cut off"), ("skipped", "skipped"))
+_UNSCORED = (("error", "error"), ("truncated", "cut off"), ("skipped", "skipped"), ("unscored", "unscored"))
 
 
 def _depth_label(depth: float) -> str:

@@ -160,7 +160,7 @@ def _details(run: Run, label: str = "") -> str:
 def _single(run: Run, figures: _Figures, palette: hm.Palette) -> str:
     grid = run.grid()
     return (f'<header><h1>Needle-in-a-haystack report</h1><p class="sub">{esc(run.model)} · {esc(run.name)}</p>'
-            f"</header><section><h2>Run</h2>{facts(run)}{config_block(run)}{totals(grid)}</section>"
+            f"</header><section><h2>Run</h2>{facts(run)}{config_block(run)}{totals(grid, run.task)}</section>"
             f"<section><h2>Heatmap</h2>{_heatmaps(run, grid, figures, palette, mean=True, spread=True)}"
             f"</section>{_curves([grid], _labels([run]), figures)}{_details(run)}")
 
@@ -179,7 +179,7 @@ def _comparison(runs: Sequence[Run], figures: _Figures, palette: hm.Palette) -> 
     grids = [run.grid() for run in runs]
     labels = _labels(runs)
     cards = "".join(
-        f'<article class="card"><h3>{esc(label)}</h3>{facts(run)}{totals(grid)}'
+        f'<article class="card"><h3>{esc(label)}</h3>{facts(run)}{totals(grid, run.task)}'
         f"{_heatmaps(run, grid, figures, palette, mean=True, spread=False)}</article>"
         for run, grid, label in zip(runs, grids, labels, strict=True)
     )

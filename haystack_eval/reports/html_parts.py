@@ -24,7 +24,7 @@ __all__ = ["MAX_FAILING_ROWS", "config_block", "errors_table", "esc", "facts", "
 
 MAX_FAILING_ROWS = 500  # keeps a report of a huge, badly failing sweep openable
 MAX_TEXT_CHARS = 400  # per question / expected / answer cell
-STATUSES = ("ok", "error", "skipped", "truncated")
+STATUSES = ("ok", "error", "skipped", "truncated", "unscored")
 
 # C0 controls (bar tab, newline, CR), DEL and lone surrogates: not allowed in HTML text, and a lone
 # surrogate would make the UTF-8 write fail. JSON happily carries all of them.
@@ -80,11 +80,16 @@ def _tile(label: str, value: str, note: str = "") -> str:
     return f'<div class="tile"><span class="label">{esc(label)}</span><span class="value">{value}</span>{note_html}</div>'
 
 
-def totals(grid: Grid) -> str:
-    """Headline numbers: accuracy with its interval, effective length, cells and statuses."""
+def totals(grid: Grid, task: str = "single") -> str:
+    """Headline numbers: accuracy (hallucination rate for the absent task), effective length, cells, statuses."""
     share = grid.overall
     if share.mean is None:
         accuracy = _tile("Accuracy", "—", "no scored records")
+    elif task == "absent":  # nothing to find: what counts is how often the model answered anyway
+        low, high = share.interval
+        accuracy = _tile("Hallucination rate", esc(percent(1 - share.mean)),
+                         esc(f"95% CI {percent(1 - high)}–{percent(1 - low)} · n = {share.n:,} · "
+                             "answers where the document holds none"))
     else:
         low, high = share.interval
         accuracy = _tile("Accuracy", esc(percent(share.mean)),

@@ -11,7 +11,7 @@ from haystack_eval.sweep import Run
 
 __all__ = ["render_summary"]
 
-_STATUSES = ("ok", "error", "truncated", "skipped")
+_STATUSES = ("ok", "error", "truncated", "skipped", "unscored")
 
 
 def _cell(text: object) -> str:
@@ -29,7 +29,17 @@ def _totals(run: Run, grid: Grid) -> list[str]:
         (f"| `{_cell(run.model)}` | {_cell(run.task)} | {sum(grid.statuses.values())} | {statuses} | "
          f"{percent(grid.overall.mean)} | {interval(grid.overall)} | "
          f"{'–' if effective is None else f'{effective:,}'} |"),
-    ]
+    ] + _hallucination(run, grid)
+
+
+def _hallucination(run: Run, grid: Grid) -> list[str]:
+    """For the absent task, the share of answers to a question the document does not answer."""
+    if run.task != "absent" or grid.overall.mean is None:
+        return []
+    low, high = grid.overall.interval
+    rate = (f"**Hallucination rate** (answers given where the document holds none): "
+            f"{percent(1 - grid.overall.mean)} (95% CI {percent(1 - high)}–{percent(1 - low)})")
+    return ["", rate]
 
 
 def _by_length(grid: Grid) -> list[str]:

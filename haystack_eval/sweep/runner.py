@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +14,14 @@ from haystack_eval.backends import Backend, Reply, Request, Settings
 from haystack_eval.config import Config
 from haystack_eval.contexts import Context, ContextBuilder
 from haystack_eval.errors import BackendError, RequestTimeout
-from haystack_eval.scoring import score
+from haystack_eval.scoring import Graded
+from haystack_eval.sweep.grading import Grader
 from haystack_eval.sweep.plan import Cell, Plan
+from haystack_eval.sweep.retry import backoff
 from haystack_eval.sweep.store import RunStore, now
 
-__all__ = ["Tally", "backoff", "run_cells"]
+__all__ = ["Tally", "run_cells"]
 
-_LONGEST_WAIT_S = 600.0  # a retry-after beyond this is not honoured as is
-_jitter = random.Random()
 
 
 @dataclass
@@ -36,6 +35,7 @@ class Tally:
     errors: int = 0
     truncated: int = 0
     skipped: int = 0
+    unscored: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -49,6 +49,7 @@ class Tally:
         self.errors += status == "error"
         self.truncated += status == "truncated"
         self.skipped += status == "skipped"
+        self.unscored += status == "unscored"
         usage = record.get("usage") or {}
         self.input_tokens += usage.get("input_tokens") or 0
         self.output_tokens += usage.get("output_tokens") or 0
@@ -59,37 +60,40 @@ class Tally:
         return self.correct / self.scored if self.scored else None
 
 
-def backoff(attempt: int, retry_after: float | None, base_s: float, max_s: float) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: full-jitter exponential, at least retry-after."""
-    delay = _jitter.uniform(0, min(max_s, base_s * 2 ** (attempt - 1)))
-    if retry_after is not None:
-        # The provider said when: wait that long (plus a little, so clients do not return in step).
-        delay = max(delay, min(retry_after, _LONGEST_WAIT_S) * _jitter.uniform(1.0, 1.1))
-    return delay
-
-
 def _base_record(config: Config, ctx: Context) -> dict[str, Any]:
     """The fields every record of a cell has: what was asked and what was built."""
-    return {
+    record: dict[str, Any] = {
         "length": ctx.length, "depth": ctx.depth, "trial": ctx.trial,
         "tokens": ctx.tokens, "depth_actual": ctx.depth_actual, "haystack_tokens": ctx.haystack_tokens,
-        "needle_id": ctx.needles[0].id, "question": ctx.question, "expected": ctx.expected,
-        "model": f"{config.model.provider}/{config.model.name}",
+        "needle_id": ctx.targets[0].id if ctx.targets else None, "question": ctx.question,
+        "expected": ctx.expected, "model": f"{config.model.provider}/{config.model.name}",
     }
+    if ctx.task != "single":
+        record["task"] = ctx.task
+        record["answers"] = list(ctx.answers)
+    if len(ctx.needles) > 1:  # where every hidden sentence went, distractors included
+        record["needles"] = [{"id": n.id, "role": n.role, "answer": n.answer, "depth_actual": n.depth}
+                             for n in ctx.needles]
+    return record
 
 
-def _reply_record(config: Config, ctx: Context, reply: Reply, attempts: int) -> dict[str, Any]:
-    """A finished request: ok (scored), or truncated when the budget cut off an empty answer."""
-    truncated = reply.cut_off and not reply.text.strip()
-    return {
+def _reply_record(config: Config, ctx: Context, reply: Reply, graded: Graded | None, attempts: int) -> dict[str, Any]:
+    """A finished request: ok (scored), unscored (the grader could not say), or truncated (cut off, empty)."""
+    status = "truncated" if graded is None else ("ok" if graded.score is not None else "unscored")
+    record = {
         **_base_record(config, ctx),
         "response": reply.text,
-        "score": None if truncated else score(config.scoring.method, ctx.expected, reply.text),
-        "status": "truncated" if truncated else "ok",
+        "score": None if graded is None else graded.score,
+        "status": status,
         "error": None, "attempts": attempts, "finish_reason": reply.finish_reason,
         "usage": dataclasses.asdict(reply.usage), "latency_s": round(reply.latency_s, 4),
         "cost_usd": None, "request_id": reply.request_id, "ts": now(),
     }
+    if graded is not None and len(graded.parts) > 1:
+        record["needle_scores"] = list(graded.parts)  # per-needle recall, in the order of "answers"
+    if graded is not None and graded.note:
+        record["score_note"] = graded.note
+    return record
 
 
 def _error_record(config: Config, ctx: Context, error: BackendError, attempts: int) -> dict[str, Any]:
@@ -116,7 +120,9 @@ def _skipped_record(config: Config, ctx: Context, window: int | None) -> dict[st
     }
 
 
-async def _ask(config: Config, builder: ContextBuilder, backend: Backend, cell: Cell) -> dict[str, Any]:
+async def _ask(
+    config: Config, builder: ContextBuilder, backend: Backend, grader: Grader, cell: Cell,
+) -> dict[str, Any]:
     """Ask one cell, retrying what is worth retrying; always returns a record."""
     run, params = config.run, config.model.params
     ctx = builder.build(cell.length, cell.depth, cell.trial)
@@ -131,7 +137,10 @@ async def _ask(config: Config, builder: ContextBuilder, backend: Backend, cell: 
         except BackendError as exc:
             error = exc
         else:
-            return _reply_record(config, ctx, reply, attempt)
+            if reply.cut_off and not reply.text.strip():
+                return _reply_record(config, ctx, reply, None, attempt)  # cut off before it said anything
+            graded = await grader.grade(ctx.question, ctx.answers, reply.text)
+            return _reply_record(config, ctx, reply, graded, attempt)
         if not error.retryable or attempt > run.max_retries:
             return _error_record(config, ctx, error, attempt)
         await asyncio.sleep(backoff(attempt, error.retry_after, run.retry_base_s, run.retry_max_s))
@@ -157,12 +166,15 @@ async def run_cells(
         keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
 
     pending: Iterator[Cell] = iter(plan.to_ask)
+    run = config.run
+    grader = Grader(config.scoring, base_dir=config.base_dir, timeout_s=run.timeout_s, max_retries=run.max_retries,
+                    retry_base_s=run.retry_base_s, retry_max_s=run.retry_max_s)
 
     async def worker() -> None:
         # Workers share one iterator: at most `concurrency` cells (and prompts) are alive at once,
         # and they are taken in plan order, so neighbouring cells run close together.
         for cell in pending:
-            keep(await _ask(config, builder, backend, cell))
+            keep(await _ask(config, builder, backend, grader, cell))
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(plan.to_ask)))]
     try:
@@ -171,4 +183,5 @@ async def run_cells(
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await grader.aclose()
     return tally

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from haystack_eval.backends import Backend, create_backend
 from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
@@ -124,6 +126,21 @@ def load_run(path: str | Path) -> Run:
     return Run(path=path, manifest=manifest, records=tuple(latest(read_records(path / RESULTS)).values()))
 
 
+# Fields added after schema 1, left out of a run's measures while at their defaults, so that a run made
+# before they existed keeps its fingerprint and resumes.
+_ADDED_FIELDS = {"task": ("count", "offsets", "distractors", "value_type"), "scoring": ("pattern", "tolerance", "judge")}
+
+
+def _measured(section: str, model: BaseModel) -> dict[str, Any]:
+    """A config section as it enters the fingerprint: added fields only when set to something else."""
+    data: dict[str, Any] = model.model_dump(mode="json")
+    defaults = type(model)()
+    for name in _ADDED_FIELDS.get(section, ()):
+        if getattr(model, name) == getattr(defaults, name):
+            data.pop(name, None)
+    return data
+
+
 def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -136,8 +153,8 @@ def _manifest(config: Config, builder: ContextBuilder, window: int | None) -> di
     measures = {
         "model": model,
         "haystack": config.haystack.model_dump(mode="json"),
-        "task": config.task.model_dump(mode="json"),
-        "scoring": config.scoring.model_dump(mode="json"),
+        "task": _measured("task", config.task),
+        "scoring": _measured("scoring", config.scoring),
         "tokenizer": builder.tokenizer.name,
         "filler_sha256": builder.corpus.sha256,
         "needles_sha256": _digest([spec.model_dump(mode="json") for spec in builder.needles.specs]),

@@ -14,7 +14,7 @@ from haystack_eval.backends import Capabilities, Reply, Request, Usage
 from haystack_eval.config import Config, load_config
 from haystack_eval.errors import AuthFailed, BackendError, RateLimited, ServerError
 from haystack_eval.sweep import arun, load_run
-from haystack_eval.sweep.runner import backoff
+from haystack_eval.sweep.retry import backoff
 
 CONFIG = """\
 name: runner-test
