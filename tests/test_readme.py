@@ -47,3 +47,18 @@ def test_the_ci_workflow_example_runs(tmp_path: Path, capsys: object) -> None:
             main(args.split())
         assert info.value.code in (0, None), (step, capsys.readouterr())  # type: ignore[attr-defined]
     assert (tmp_path / "check.xml").is_file() and "### Check: passed" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_task_kinds_example_validates() -> None:
+    import yaml
+
+    from haystack_eval.config import Config
+
+    text = (REPO / "README.md").read_text("utf-8")
+    section = text.split("## Task kinds and scoring", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = Config.model_validate({"name": "t", "model": {"provider": "scripted", "name": "oracle"},
+                                    "haystack": {"lengths": [1000]}, **yaml.safe_load(block)})
+    assert config.task.kind == "multikey" and config.scoring.judge is not None
+    kinds = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
+    assert {"single", "latent", "multi", "multikey", "multivalue", "multiquery", "distractor", "absent"} <= kinds

@@ -99,3 +99,22 @@ def test_reports_give_the_hallucination_rate_of_the_absent_task(write_config: Ca
     run = asyncio.run(arun(_write(write_config, "absent", name="'canned:It is 438.'"), out=tmp_path / "out"))
     assert "**Hallucination rate** (answers given where the document holds none): 100.0%" in render_summary([run])
     assert "Hallucination rate" in render_report([run])
+
+
+def test_a_sweep_graded_by_a_judge_records_its_verdicts(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    """The model is the scripted oracle; the judge is a model behind real HTTP (the fake server)."""
+    from tests.fakes.provider_server import FakeProvider
+
+    verdicts = iter(["CORRECT", "INCORRECT", "Hmm, hard to say."] * 10)
+    with FakeProvider(answer=lambda _document, _question: next(verdicts)) as fake:
+        path = write_config(CONFIG.format(name="oracle", depths="[0, 50, 100]", task="kind: single",
+                                          method="judge").replace(
+            "scoring: {method: judge}",
+            f"scoring: {{method: judge, judge: {{provider: openai-compatible, name: judge, base_url: '{fake.openai_base_url}'}}}}")
+            .replace("trials: 2", "trials: 1") + "run: {concurrency: 1}\n")
+        run = asyncio.run(arun(path, out=tmp_path / "out"))
+    by_order = sorted(run.records, key=lambda r: (r["length"], r["depth"]))
+    assert [r["status"] for r in by_order] == ["ok", "ok", "unscored"] * 2
+    assert [r["score"] for r in by_order] == [1.0, 0.0, None] * 2
+    assert by_order[2]["score_note"].startswith("judge reply did not parse")
+    assert run.accuracy == 0.5  # the unscored replies count neither way
