@@ -2,9 +2,11 @@
 
     python bench/local_model.py                 # both parts; medians of 3
     python bench/local_model.py --repeat 1      # quicker
+    python bench/local_model.py --part overhead # only part 1
 
-1. Overhead: prefill tokens/s of the same prompts through our backend and through plain
-   llama-cpp-python (``Llama.create_completion``), alternating, the KV cache cleared before every
+1. Overhead: prefill tokens/s of the same prompts through our backend (its worker process, the
+   pipes to it included) and through plain llama-cpp-python (``Llama.create_completion``) in this
+   process, alternating, the KV cache cleared before every
    prompt so that both evaluate every token. One output token each: the time is the prefill.
 2. Order: the quickstart's cells (context building + generation through the backend) asked in the
    plan's prefix-sharing order and in a shuffled order (fixed seed), one after the other, repeated;
@@ -126,12 +128,17 @@ def main() -> None:
     """Run both parts and print them side by side."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--part", choices=("both", "overhead", "order"), default="both")
     args = parser.parse_args()
 
-    rates = overhead(args.repeat)
-    print("prefill tokens/s (median; 6 prompts of 1K-4K tokens, KV cache cleared before each)")
-    print(f"  plain llama-cpp-python: {rates['plain']:8.1f}")
-    print(f"  haystack-eval backend:  {rates['ours']:8.1f}   overhead {100 * (1 - rates['ours'] / rates['plain']):+.1f}%")
+    if args.part in ("both", "overhead"):
+        rates = overhead(args.repeat)
+        print("prefill tokens/s (median; 6 prompts of 1K-4K tokens, KV cache cleared before each)")
+        print(f"  plain llama-cpp-python: {rates['plain']:8.1f}")
+        print(f"  haystack-eval backend:  {rates['ours']:8.1f}   "
+              f"overhead {100 * (1 - rates['ours'] / rates['plain']):+.1f}%")
+    if args.part == "overhead":
+        return
 
     summary = order(args.repeat)
     print(f"\nquickstart sweep ({len(cells(load_config(QUICKSTART)))} cells), median wall time of {args.repeat}")
