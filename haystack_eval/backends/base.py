@@ -22,6 +22,7 @@ from haystack_eval.errors import (
     ContextTooLong,
     InvalidRequest,
     MalformedReply,
+    ModelNotFound,
     Overloaded,
     QuotaExceeded,
     RateLimited,
@@ -163,6 +164,8 @@ def error_from_status(
         return QuotaExceeded(message, status=status, request_id=request_id)
     if status == 413 or any(hint in text for hint in _CONTEXT_HINTS):
         return ContextTooLong(message, status=status, request_id=request_id)
+    if status == 404:  # the generation endpoints exist, so it is the model, or a base URL that misses its /v1
+        return ModelNotFound(message, status=status, request_id=request_id)
     if status == 429:
         return RateLimited(message, retry_after=retry_after(headers or {}), status=status, request_id=request_id)
     if status == 529:

@@ -73,8 +73,8 @@ class _Worker:
             if message:
                 write_message(self.process.stdin, message)
             reply = read_message(self.process.stdout)
-        except (BrokenPipeError, ConnectionResetError):
-            reply = None
+        except (BrokenPipeError, ConnectionResetError, ValueError):
+            reply = None  # the pipe broke, or was closed because the worker was stopped: it has died
         finally:
             if timer is not None:
                 timer.cancel()

@@ -19,6 +19,7 @@ from haystack_eval.errors import (
     ConnectionDropped,
     ContextTooLong,
     MalformedReply,
+    ModelNotFound,
     Overloaded,
     QuotaExceeded,
     RateLimited,
@@ -129,7 +130,7 @@ def test_anthropic_sends_temperature_through_extra_body(server: FakeProvider, ke
 FAULTS = [
     ("429", RateLimited), ("500", ServerError), ("503", ServerError), ("529", Overloaded), ("408", ServerError),
     ("drop", ConnectionDropped), ("malformed", MalformedReply), ("context_length", ContextTooLong),
-    ("auth", AuthFailed), ("quota", QuotaExceeded),
+    ("auth", AuthFailed), ("quota", QuotaExceeded), ("not_found", ModelNotFound),
 ]
 
 
@@ -137,10 +138,13 @@ FAULTS = [
 @pytest.mark.parametrize(("fault", "expected"), FAULTS)
 def test_every_fault_becomes_the_right_error(provider: str, fault: str, expected: type[BackendError],
                                             keyed: str) -> None:
-    with FakeProvider(faults=FaultPlan(script=[fault], retry_after="2")) as server, pytest.raises(expected) as info:
+    # echo_key: the error message quotes the key back, as some providers do; it must not reach the error
+    with (FakeProvider(faults=FaultPlan(script=[fault], retry_after="2"), echo_key=True) as server,
+          pytest.raises(expected) as info):
         ask(model(provider, server))
     error = info.value
     assert error.retryable == (fault in ("429", "500", "503", "529", "408", "drop", "malformed"))
+    assert error.ends_run == (fault in ("auth", "quota", "not_found"))
     if fault == "429":
         assert error.retry_after == 2.0
     assert keyed not in error.problem

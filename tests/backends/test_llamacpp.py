@@ -229,3 +229,27 @@ def test_the_worker_reports_how_a_process_ended() -> None:
     with pytest.raises(_Died, match=r"^killed by SIGABRT: GGML_ASSERT\(x\) failed$"):
         worker.ask({"op": "clear"}, 10)
     worker.stop()
+
+
+def test_a_caller_that_gives_up_leaves_the_backend_usable(write_config: Callable[..., Path]) -> None:
+    """The runner's own timeout cancels generate(): the worker is stopped, and the next prompt gets a new one."""
+    config = haystack_eval.load_config(write_config(TINY))
+    builder = builder_for(config)
+    long, short = builder.build(2000, 50.0, 0), builder.build(300, 50.0, 0)
+    backend: Any = create_backend(config.model, timeout_s=60, base_dir=config.base_dir)
+
+    async def ask() -> tuple[bool, Reply]:
+        try:
+            await backend.capabilities()
+            try:
+                await asyncio.wait_for(backend.generate(Request(long.prompt, Settings(0.0, 8, 60), long)), 0.5)
+            except TimeoutError:
+                gave_up = True
+            else:
+                gave_up = False
+            return gave_up, await backend.generate(Request(short.prompt, Settings(0.0, 8, 60), short))
+        finally:
+            await backend.aclose()
+
+    gave_up, reply = asyncio.run(ask())
+    assert gave_up and reply.usage.input_tokens == short.tokens + 1
