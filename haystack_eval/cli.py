@@ -45,7 +45,8 @@ class PaletteChoice(str, Enum):
 PaletteOption = Annotated[PaletteChoice, typer.Option(
     "--palette", help="Heatmap colours: rag (red-amber-green) or cb (colour-blind safe).")]
 ConfigArg = Annotated[
-    Path, typer.Argument(metavar="CONFIG", help="YAML config file (see configs/quickstart.yaml).", show_default=False)
+    Path, typer.Argument(metavar="CONFIG", help="YAML config file (see configs/quickstart.yaml).", show_default=False,
+                         readable=False)  # checked when read, so that the message says what to do
 ]
 
 
@@ -161,7 +162,8 @@ def run(
             progress.stop()
             typer.echo(f"interrupted: finished records are kept in {target}; run the same command to resume", err=True)
             raise typer.Exit(130) from None
-        progress.stop()
+        finally:
+            progress.stop()  # also before an error's line, which a live bar would draw over
     statuses = result.statuses
     accuracy = "-" if result.accuracy is None else f"{100 * result.accuracy:.1f}%"
     if cfg.task.kind == "absent" and result.accuracy is not None:

@@ -18,13 +18,15 @@
         │   ├── RequestTimeout    no reply within the per-request timeout
         │   └── MalformedReply    a reply that does not parse
         └── FatalRequestError     asking again cannot help
-            ├── AuthFailed        401, 403: a missing or wrong key
-            ├── QuotaExceeded     a spend cap or an empty balance
+            ├── AuthFailed        401, 403: a missing or wrong key          (ends the run)
+            ├── QuotaExceeded     a spend cap or an empty balance          (ends the run)
+            ├── ModelNotFound     404: no such model, or no such endpoint  (ends the run)
             ├── ContextTooLong    the prompt is over the model's window
             ├── InvalidRequest    any other 4xx: the request itself is wrong
             └── BackendCrashed    a local model's process died on the prompt
 
 User-fixable errors carry the thing at fault (``where``) and the fix, and render as one line.
+A request error that ``ends_run`` would meet every other cell alike, so the sweep stops at the first.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "HaystackError",
     "InvalidRequest",
     "MalformedReply",
+    "ModelNotFound",
     "NeedleError",
     "Overloaded",
     "QuotaExceeded",
@@ -114,6 +117,7 @@ class BackendError(HaystackError):
     """A model request that failed; the runner records it (status "error") instead of an answer."""
 
     retryable = False
+    ends_run = False  # True where every other request would fail the same way: stop instead of recording each
 
     def __init__(
         self, problem: str, *, status: int | None = None, retry_after: float | None = None,
@@ -162,9 +166,19 @@ class FatalRequestError(BackendError):
 class AuthFailed(FatalRequestError):
     """401 or 403: the key is missing, wrong or not allowed."""
 
+    ends_run = True
+
 
 class QuotaExceeded(FatalRequestError):
     """A spend cap was reached or the balance is empty."""
+
+    ends_run = True
+
+
+class ModelNotFound(FatalRequestError):
+    """404: the server has no such model (or no such endpoint: a base URL without its /v1)."""
+
+    ends_run = True
 
 
 class ContextTooLong(FatalRequestError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,17 @@ TINY_FILLER = (
     "Rain fell on the town all morning. The baker opened late!\n\n"
     "Was the bridge closed? Nobody knew, so the carts waited by the river.\n"
 )
+
+
+def without_root_privileges() -> list[str]:
+    """A command prefix under which file permissions hold even for root (which otherwise ignores them):
+    setpriv drops the capabilities that override them. Skips the test where that cannot be done."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
 def tokenizer(encoding: str) -> Tokenizer:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,34 @@ def test_the_console_script_and_python_m(entry: list[str]) -> None:
     assert json.loads(done.stdout)["needles"][0]["depth"] == 0
     bad = subprocess.run([*entry, "validate", "missing.yaml"], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: missing.yaml: file not found; check the path")
+
+
+def test_an_unexpected_error_prints_a_traceback_without_locals() -> None:
+    """A bug's traceback must not show local variables: a backend's frames hold the API key."""
+    key = "sk-haystack-traceback-" + "l0cal" * 6
+    program = textwrap.dedent("""
+        import os, sys
+        from haystack_eval import cli
+
+        if sys.argv[1] == "show-locals":  # the control: the same program with locals shown
+            cli.app.pretty_exceptions_show_locals = True
+
+        @cli.app.command("explode")
+        def explode() -> None:
+            key = os.environ["HAYSTACK_TEST_KEY"]  # a local that holds the key, as in a backend's frames
+            raise RuntimeError("an unexpected bug")
+
+        cli.main(["explode"])
+    """)
+    env = {**os.environ, "HAYSTACK_TEST_KEY": key, "COLUMNS": "200"}
+
+    def crash(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", program, mode], capture_output=True, text=True, env=env,
+                              timeout=120, check=False)
+
+    shown = crash("show-locals")
+    assert key in shown.stderr, "with locals shown the key leaks, so this test can tell"
+    shipped = crash("as-shipped")
+    assert shipped.returncode == 1 and "RuntimeError: an unexpected bug" in shipped.stderr
+    assert "explode" in shipped.stderr, "the traceback itself is kept: it is what a bug report needs"
+    assert key not in shipped.stderr + shipped.stdout

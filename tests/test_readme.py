@@ -14,7 +14,7 @@ def _commands() -> list[str]:
 
 def test_the_readme_opens_with_the_main_job_and_the_tests() -> None:
     main_job, tests = _commands()[:2]
-    assert 'pip install ".[local]"' in main_job and main_job.endswith("haystack-eval run configs/quickstart.yaml")
+    assert 'pip install ".[local]"' in main_job and main_job.endswith("haystack-eval run configs/quickstart.yaml --out runs/quickstart")
     assert 'pip install -e ".[local,test]"' in tests and tests.endswith("pytest")
 
 
@@ -62,3 +62,14 @@ def test_the_task_kinds_example_validates() -> None:
     assert config.task.kind == "multikey" and config.scoring.judge is not None
     kinds = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
     assert {"single", "latent", "multi", "multikey", "multivalue", "multiquery", "distractor", "absent"} <= kinds
+
+
+def test_the_tests_the_readme_cites_exist() -> None:
+    text = (REPO / "README.md").read_text("utf-8")
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?", text)
+    assert len(cited) >= 10
+    for path, name in cited:
+        source = (REPO / path).read_text("utf-8")
+        assert not name or f"def {name}(" in source, f"{path}::{name}"
+    for name in re.findall(r"`::(\w+)`", text):
+        assert any(f"def {name}(" in p.read_text("utf-8") for p in (REPO / "tests").rglob("*.py")), name

@@ -141,6 +141,8 @@ async def _ask(
                 return _reply_record(config, ctx, reply, None, attempt)  # cut off before it said anything
             graded = await grader.grade(ctx.question, ctx.answers, reply.text)
             return _reply_record(config, ctx, reply, graded, attempt)
+        if error.ends_run:
+            raise error  # a wrong key or model would fail every other cell alike: stop the sweep at the first
         if not error.retryable or attempt > run.max_retries:
             return _error_record(config, ctx, error, attempt)
         await asyncio.sleep(backoff(attempt, error.retry_after, run.retry_base_s, run.retry_max_s))
@@ -150,7 +152,10 @@ async def run_cells(
     config: Config, builder: ContextBuilder, backend: Backend, store: RunStore, plan: Plan,
     *, concurrency: int, progress: Callable[[Tally, dict[str, Any]], None] | None = None,
 ) -> Tally:
-    """Record every pending cell of the plan: skipped ones at once, the rest through the backend."""
+    """Record every pending cell of the plan: skipped ones at once, the rest through the backend.
+
+    A request error that ``ends_run`` (a wrong key or model) is raised instead of recorded.
+    """
     tally = Tally(total=len(plan.cells))
     for record in store.records():
         if record["status"] != "error":

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from haystack_eval.backends import Backend, create_backend
 from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
-from haystack_eval.errors import ConfigError, StoreError
+from haystack_eval.errors import AuthFailed, BackendError, ConfigError, HaystackError, ModelNotFound, StoreError
 from haystack_eval.stats import Grid, grid
 from haystack_eval.sweep.foreign import looks_foreign, read_foreign
 from haystack_eval.sweep.plan import Plan, cells
@@ -123,6 +123,13 @@ def load_run(path: str | Path) -> Run:
     except (OSError, ValueError) as exc:
         raise StoreError(f"{MANIFEST} is damaged ({type(exc).__name__})", where=str(path),
                          fix="restore it, or run the sweep again") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{MANIFEST} is damaged (not a JSON object)", where=str(path),
+                         fix="restore it, or run the sweep again")
+    if manifest.get("tool") != "haystack-eval":
+        raise StoreError(f"{MANIFEST} was not written by haystack-eval (tool {manifest.get('tool')!r})",
+                         where=str(path), fix="point at a haystack-eval run directory, or at gkamradt or "
+                                              "needlehaystack results (a folder without a manifest.json)")
     return Run(path=path, manifest=manifest, records=tuple(latest(read_records(path / RESULTS)).values()))
 
 
@@ -211,6 +218,9 @@ async def arun(
             tally = await run_cells(config, builder, backend, store, plan,
                                     concurrency=concurrency or config.run.concurrency, progress=progress)
             state = "partial" if tally.errors else "complete"
+        except BackendError as exc:  # only an error that ends the run gets out of the runner
+            state = "failed"
+            raise _ended(config, exc) from None
         except Exception:
             state = "failed"
             raise
@@ -220,6 +230,28 @@ async def arun(
     finally:
         await backend.aclose()
     return load_run(target)
+
+
+_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}  # what the backends read by default
+
+
+def _ended(config: Config, error: BackendError) -> HaystackError:
+    """The one line for a request error that stopped the sweep: what the server said and what to fix."""
+    said = f"HTTP {error.status}: {error.problem}" if error.status else error.problem
+    model = config.model
+    if isinstance(error, AuthFailed):
+        variable = model.api_key_env or _KEY_ENV.get(model.provider)
+        check = (f"check the key in {variable} (and that it is for this provider)" if variable
+                 else "set model.api_key_env to the variable that holds this server's key")
+        return ConfigError(f"the server refused the key ({said})", fix=f"{check}; then run the same command to resume",
+                           where=config.where("model", "api_key_env" if model.api_key_env else "provider"))
+    if isinstance(error, ModelNotFound):
+        return ConfigError(f"the server has no model {model.name!r}, or no API at this base URL ({said})",
+                           where=config.where("model", "name"),
+                           fix="check model.name (GET <base_url>/models lists a server's models) and that "
+                               "model.base_url ends where the API starts (often /v1)")
+    return HaystackError(f"the provider refused further requests ({said})", where=config.where("model", "provider"),
+                         fix="add credit or raise the spend limit, then run the same command to resume")
 
 
 def run(config: Config | str | Path, **options: Any) -> Run:

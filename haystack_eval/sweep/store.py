@@ -4,12 +4,15 @@ One process at a time holds a run directory (an flock on ``.lock``). Records are
 writer thread that writes whatever has finished and fsyncs once per batch, so the event loop
 never waits on the disk and a record is on disk before the next batch starts. Opening a run
 reads every record once; a torn last line (a crash mid-write) is cut off and its cell asked
-again; the newest record of a cell counts, and error records are asked again on resume.
+again; the newest record of a cell counts, and error records are asked again on resume. A write
+that fails (a full disk) is cut back to the last whole batch, and the run stops with the records
+written before it intact.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -19,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from haystack_eval.errors import StoreError
 from haystack_eval.sweep.plan import CellKey, key_of
@@ -88,7 +91,7 @@ class RunStore:
         self._lock = lock
         self._queue: queue.Queue[object] = queue.Queue()
         self._failure: OSError | None = None
-        self._handle = (path / RESULTS).open("ab", buffering=0)
+        self._handle = self._open_results(path / RESULTS)
         self._writer = threading.Thread(target=self._write_loop, name="haystack-eval-store", daemon=True)
         self._writer.start()
 
@@ -99,6 +102,9 @@ class RunStore:
             path.mkdir(parents=True, exist_ok=True)
             lock = (path / _LOCK).open("a+")
         except OSError as exc:
+            if path.is_dir():  # there already, but read-only
+                raise StoreError(f"cannot write to the run directory ({exc.strerror})", where=str(path),
+                                 fix="make it writable (its records are kept) or choose another --out") from None
             raise StoreError(f"cannot create the run directory ({exc.strerror})", where=str(path),
                              fix="choose a writable --out directory") from None
         try:
@@ -166,6 +172,11 @@ class RunStore:
             if (path / name).exists():
                 shutil.move(str(path / name), str(folder / name))
 
+    @staticmethod
+    def _open_results(path: Path) -> BinaryIO:
+        """The results file, unbuffered, for appending (the seam where tests put a disk that fills up)."""
+        return path.open("ab", buffering=0)
+
     def finished(self) -> frozenset[CellKey]:
         """Cells whose newest record needs no new request (errors are asked again)."""
         return finished(self.latest)
@@ -192,13 +203,25 @@ class RunStore:
             stop = _STOP in batch
             lines = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in batch if r is not _STOP)
             if lines and self._failure is None:
-                try:
-                    self._handle.write(lines)
-                    os.fsync(self._handle.fileno())
-                except OSError as exc:
-                    self._failure = exc
+                self._write(lines)
             if stop:
                 return
+
+    def _write(self, lines: bytes) -> None:
+        """Append whole lines and fsync; on failure cut the file back to its last whole line and remember why."""
+        good = self._handle.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(lines)
+            while view:  # an unbuffered write may write a part (a disk that fills up mid-line) and say so
+                written = self._handle.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "a write made no progress")
+                view = view[written:]
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            self._failure = exc
+            with contextlib.suppress(OSError):  # leave no torn line behind; a crash leaves one, cut on opening
+                self._handle.truncate(good)
 
     def close(self, **updates: Any) -> None:
         """Flush every queued record, update the manifest, release the directory."""

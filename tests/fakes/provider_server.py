@@ -12,9 +12,12 @@ with the question after the last "Question:" line (see ``default_answer``).
 
 Faults (``FAULTS``) and ``latency_s`` apply to the two generation endpoints only; ``FaultPlan`` says how a
 request's fault is chosen. Every request is recorded in ``FakeProvider.requests`` before its fault is applied.
+Like a real server, the generation endpoints check the key (``api_key``) and the model (``models``) before
+anything else, when told to; ``echo_key`` quotes the request's key in error messages, as some providers and
+proxies do, so that tests can prove the key is scrubbed.
 
 Run ``python -m tests.fakes.provider_server --latency 0.2`` to serve from another process: the first
-line printed is the base URL.
+line printed is the base URL, the last (on SIGTERM or SIGINT) a JSON object of what was served.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,6 +57,8 @@ _OPENAI_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
               "You exceeded your current quota, please check your plan and billing details."),
     "invalid": (400, "invalid_request_error", None, "Invalid request."),
     "temperature": (400, "invalid_request_error", None, "`temperature` is deprecated for this model."),
+    "not_found": (404, "invalid_request_error", "model_not_found",
+                  "The model does not exist or you do not have access to it."),
 }
 # status, type, message of each error fault in Anthropic's body shape
 _ANTHROPIC_ERRORS: dict[str, tuple[int, str, str]] = {
@@ -67,6 +73,7 @@ _ANTHROPIC_ERRORS: dict[str, tuple[int, str, str]] = {
     "quota": (400, "invalid_request_error", "Your credit balance is too low to access the Anthropic API."),
     "invalid": (400, "invalid_request_error", "Invalid request."),
     "temperature": (400, "invalid_request_error", "`temperature` is deprecated for this model."),
+    "not_found": (404, "not_found_error", "model: not found"),
 }
 FAULTS: frozenset[str] = frozenset(_OPENAI_ERRORS) | {"drop", "hang", "malformed", "empty"}
 _MALFORMED = {"openai": b'{"id": "x", "choices": [', "anthropic": b'{"id": "x", "type": "message", "content": ['}
@@ -238,8 +245,12 @@ class FakeProvider:
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPlan | None = None,
                  answer: Callable[[str, str], str] | None = None, context_window: int | None = None,
-                 thinking_first: bool = False, port: int = 0, rejects_temperature: bool = False) -> None:
+                 thinking_first: bool = False, port: int = 0, rejects_temperature: bool = False,
+                 api_key: str | None = None, models: frozenset[str] | None = None, echo_key: bool = False) -> None:
         self.latency_s = latency_s
+        self.api_key = api_key  # None: any key is accepted
+        self.models = models  # None: any model name is served
+        self.echo_key = echo_key
         self.rejects_temperature = rejects_temperature  # like the newest Claude models: 400 on temperature
         self.faults = faults or FaultPlan()
         self.answer = answer or default_answer
@@ -330,9 +341,15 @@ class FakeProvider:
         api = "openai" if route == "POST /v1/chat/completions" else "anthropic"
         call = _parse_call(api, body)
         prompt = "\n".join(call.texts) if call is not None and route in _GENERATE else None
+        key = _key(record.headers)
+        refusal = None  # a real server checks the key, then the model, before anything else
+        if prompt is not None and self.api_key is not None and key != self.api_key:
+            refusal = "auth"
+        elif prompt is not None and call is not None and self.models is not None and call.model not in self.models:
+            refusal = "not_found"
         with self._lock:  # one lock for all: script order is request order, and n numbers them uniquely
             if prompt is not None:
-                record.fault = self._choose_fault(prompt)
+                record.fault = refusal or self._choose_fault(prompt)
             self.requests.append(record)  # recorded before its fault is applied
             n = len(self.requests)
             self._in_flight += 1
@@ -350,7 +367,7 @@ class FakeProvider:
             elif call is None:
                 self._send_error(h, "invalid", api, n)
             elif route in _GENERATE:
-                self._generate(h, call, record.fault, n)
+                self._generate(h, call, record.fault, n, key)
             else:
                 h.send(200, _dumps({"input_tokens": _prompt_tokens(call)}), {"request-id": f"req_{n}"})
         finally:
@@ -358,7 +375,7 @@ class FakeProvider:
             with self._lock:
                 self._in_flight -= 1
 
-    def _generate(self, h: _Handler, call: _Call, fault: str, n: int) -> None:
+    def _generate(self, h: _Handler, call: _Call, fault: str, n: int, key: str) -> None:
         """Answer a generation request, or apply its fault."""
         headers = {"x-request-id" if call.api == "openai" else "request-id": f"req_{n}"}
         wait = self.faults.hang_s if fault == "hang" else self.latency_s if fault == "ok" else 0.0
@@ -369,9 +386,9 @@ class FakeProvider:
         elif fault == "malformed":
             h.send(200, _MALFORMED[call.api], headers)
         elif fault in _OPENAI_ERRORS:
-            self._send_error(h, fault, call.api, n)
+            self._send_error(h, fault, call.api, n, key)
         elif self.rejects_temperature and call.temperature:
-            self._send_error(h, "temperature", call.api, n)
+            self._send_error(h, "temperature", call.api, n, key)
         else:
             text, cut, words = self._answer(call, empty=fault == "empty")
             if call.api == "openai":
@@ -392,16 +409,18 @@ class FakeProvider:
             return " ".join(words[:call.max_tokens]), True, call.max_tokens
         return text, False, len(words)
 
-    def _send_error(self, h: _Handler, fault: str, api: str, n: int) -> None:
-        """Send an error fault in the API's body shape."""
+    def _send_error(self, h: _Handler, fault: str, api: str, n: int, key: str = "") -> None:
+        """Send an error fault in the API's body shape (quoting the request's key if ``echo_key``)."""
         headers = {"x-request-id" if api == "openai" else "request-id": f"req_{n}"}
         if fault == "429":
             headers["retry-after"] = self.faults.retry_after
         if api == "openai":
             status, kind, code, message = _OPENAI_ERRORS[fault]
+            message += f" The key sent was {key}." if self.echo_key and key else ""
             body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         else:
             status, kind, message = _ANTHROPIC_ERRORS[fault]
+            message += f" The key sent was {key}." if self.echo_key and key else ""
             body = {"type": "error", "error": {"type": kind, "message": message}}
         h.send(status, _dumps(body), headers)
 
@@ -428,6 +447,11 @@ class FakeProvider:
             "usage": {"input_tokens": _prompt_tokens(call), "output_tokens": words,
                       "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
         }
+
+
+def _key(headers: dict[str, str]) -> str:
+    """The API key a request carries: OpenAI's bearer token or Anthropic's x-api-key."""
+    return headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
 
 
 def _prompt_tokens(call: _Call) -> int:
@@ -467,7 +491,7 @@ def _message_events(message: dict[str, Any]) -> list[bytes]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT; the first stdout line is the base URL."""
+    """Serve until SIGTERM or SIGINT; the first stdout line is the base URL, the last what was served."""
     parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic server on 127.0.0.1.")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -490,6 +514,10 @@ def main(argv: list[str] | None = None) -> None:
         print(provider.url, flush=True)
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass
+        with provider._lock:
+            faults = Counter(r.fault for r in provider.requests)
+            served = {"requests": len(provider.requests), "max_in_flight": provider.max_in_flight, "faults": faults}
+    print(json.dumps(served), flush=True)
 
 
 if __name__ == "__main__":

@@ -337,6 +337,34 @@ def test_rates_are_seeded_and_pick_at_most_one_fault(fake: Factory) -> None:
     assert {"429", "500", "ok"} == set(first)
 
 
+def test_a_key_and_a_model_list_are_checked_first_like_a_real_server(fake: Factory) -> None:
+    server = fake(api_key="the-key", models=frozenset({"gpt-fake", "claude-fake"}), echo_key=True,
+                  faults=FaultPlan(rates={"500": 1.0}))
+
+    async def calls() -> list[Exception]:
+        errors: list[Exception] = []
+        for key, name in [("wrong-key", "gpt-fake"), ("the-key", "gpt-nope")]:
+            async with openai.AsyncOpenAI(api_key=key, base_url=server.openai_base_url, max_retries=0) as client:
+                try:
+                    await client.chat.completions.create(model=name, messages=messages(), max_tokens=8)
+                except openai.APIStatusError as exc:
+                    errors.append(exc)
+            async with anthropic.AsyncAnthropic(api_key=key, base_url=server.anthropic_base_url,
+                                                max_retries=0) as other:
+                try:
+                    await other.messages.create(model=name.replace("gpt", "claude"), messages=messages(), max_tokens=8)
+                except anthropic.APIStatusError as exc:
+                    errors.append(exc)
+        return errors
+
+    wrong, wrong_anthropic, missing, missing_anthropic = run(calls)
+    assert isinstance(wrong, openai.AuthenticationError) and isinstance(wrong_anthropic, anthropic.AuthenticationError)
+    assert isinstance(missing, openai.NotFoundError) and isinstance(missing_anthropic, anthropic.NotFoundError)
+    assert "The key sent was wrong-key." in str(wrong) and "The key sent was the-key." in str(missing_anthropic)
+    assert getattr(missing, "code", None) == "model_not_found"
+    assert [r.fault for r in server.requests] == ["auth", "auth", "not_found", "not_found"], "no fault drawn for them"
+
+
 def test_unknown_fault_names_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown faults"):
         FaultPlan(script=["ok", "timeout"])
@@ -384,9 +412,10 @@ def test_cli_prints_its_url_and_exits_cleanly_on_sigterm() -> None:
         with urllib.request.urlopen(url + "/v1/models") as response:
             assert json.loads(response.read())["data"][0]["id"] == "fake-model"
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=5)
+        stdout, stderr = process.communicate(timeout=5)
         assert process.returncode == 0, stderr
         assert stderr == ""
+        assert json.loads(stdout) == {"requests": 1, "max_in_flight": 1, "faults": {"ok": 1}}, "what it served"
     finally:
         if process.poll() is None:
             process.kill()

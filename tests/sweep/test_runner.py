@@ -12,7 +12,16 @@ import pytest
 
 from haystack_eval.backends import Capabilities, Reply, Request, Usage
 from haystack_eval.config import Config, load_config
-from haystack_eval.errors import AuthFailed, BackendError, RateLimited, ServerError
+from haystack_eval.errors import (
+    AuthFailed,
+    BackendError,
+    HaystackError,
+    InvalidRequest,
+    ModelNotFound,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+)
 from haystack_eval.sweep import arun, load_run
 from haystack_eval.sweep.retry import backoff
 
@@ -96,11 +105,31 @@ def test_retryable_failures_are_retried_and_then_succeed(write_config: Callable[
 
 
 def test_fatal_failures_are_not_retried(write_config: Callable[..., Path], tmp_path: Path) -> None:
-    flaky = Flaky(-1, lambda: AuthFailed("bad key", status=401))
+    flaky = Flaky(-1, lambda: InvalidRequest("this prompt was flagged", status=400))
     run = asyncio.run(arun(config(write_config), out=tmp_path / "out", backend=flaky))
     assert run.statuses == {"error": 12}
     assert all(len(times) == 1 for times in flaky.calls.values())
-    assert {r["error"]["class"] for r in run.records} == {"AuthFailed"}
+    assert {r["error"]["class"] for r in run.records} == {"InvalidRequest"}
+
+
+@pytest.mark.parametrize(("error", "line"), [
+    (lambda: AuthFailed("Incorrect API key provided.", status=401),
+     "model.provider: the server refused the key (HTTP 401: Incorrect API key provided.); set model.api_key_env"),
+    (lambda: ModelNotFound("The model does not exist.", status=404),
+     "model.name: the server has no model 'oracle', or no API at this base URL (HTTP 404: The model does not exist.)"),
+    (lambda: QuotaExceeded("You exceeded your current quota.", status=429),
+     "model.provider: the provider refused further requests (HTTP 429: You exceeded your current quota.); add credit"),
+])
+def test_an_error_that_would_meet_every_cell_stops_the_run_at_once(
+        write_config: Callable[..., Path], tmp_path: Path, error: Callable[[], BackendError], line: str) -> None:
+    flaky = Flaky(-1, error, delay=0.01)
+    with pytest.raises(HaystackError) as info:
+        asyncio.run(arun(config(write_config), out=tmp_path / "out", backend=flaky))
+    assert line in info.value.line()
+    assert info.value.exit_code == (1 if isinstance(error(), QuotaExceeded) else 2)
+    assert sum(map(len, flaky.calls.values())) <= 3, "no more than the requests already in flight"
+    run = load_run(tmp_path / "out")
+    assert run.records == () and run.manifest["state"] == "failed"
 
 
 def test_retry_after_is_honoured(write_config: Callable[..., Path], tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -118,3 +121,68 @@ def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="cannot create the run directory"):
         RunStore.open(tmp_path / "file" / "run", manifest())
+
+
+class FullDisk:
+    """The results file on a disk with ``room`` bytes left: a write takes what fits and says so, the next
+    one fails with ENOSPC, as write(2) does on Linux."""
+
+    def __init__(self, real: BinaryIO, room: int) -> None:
+        self.real, self.room = real, room
+
+    def write(self, data: bytes) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self.real.write(bytes(data[:self.room]))
+        self.room -= written
+        return written
+
+    def __getattr__(self, name: str) -> Any:  # seek, truncate, fileno, close: the real file's
+        return getattr(self.real, name)
+
+
+def on_a_full_disk(room: int) -> type[RunStore]:
+    """A RunStore whose results file has ``room`` bytes left (the store's own seam for its file)."""
+
+    class OnAFullDisk(RunStore):
+        @staticmethod
+        def _open_results(path: Path) -> BinaryIO:
+            return FullDisk(RunStore._open_results(path), room)  # type: ignore[return-value]
+
+    return OnAFullDisk
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_fix_and_costs_no_record(tmp_path: Path) -> None:
+    store = RunStore.open(tmp_path, manifest())
+    for length in (1000, 2000, 3000):
+        store.append(record(length))
+    store.close()
+    before = (tmp_path / RESULTS).read_bytes()
+
+    full = on_a_full_disk(room=30).open(tmp_path, manifest())  # half a record fits
+    full.append(record(4000))
+    with pytest.raises(StoreError) as info:
+        full.close(state="failed")
+    assert info.value.line() == (f"{tmp_path}: cannot write results.jsonl (No space left on device); free disk "
+                                 "space or fix permissions, then run again: finished records are kept")
+    assert info.value.exit_code == 2
+    assert (tmp_path / RESULTS).read_bytes() == before, "the half-written record was cut back, nothing else lost"
+
+    again = RunStore.open(tmp_path, manifest())  # space freed: the run resumes where it stopped
+    assert again.dropped_bytes == 0 and again.finished() == {(1000, 50.0, 0), (2000, 50.0, 0), (3000, 50.0, 0)}
+    again.append(record(4000))
+    again.close()
+    assert [r["length"] for r in read_records(tmp_path / RESULTS)] == [1000, 2000, 3000, 4000]
+
+
+def test_after_a_failed_write_the_next_record_is_refused(tmp_path: Path) -> None:
+    full = on_a_full_disk(room=0).open(tmp_path, manifest())
+    full.append(record(1000))
+    deadline = time.monotonic() + 5
+    with pytest.raises(StoreError, match="cannot write results.jsonl"):
+        while time.monotonic() < deadline:  # the writer meets the full disk in the background
+            time.sleep(0.01)
+            full.append(record(2000))  # so the runner's next record stops the run
+    with pytest.raises(StoreError):
+        full.close()
+    assert (tmp_path / RESULTS).read_bytes() == b""
