@@ -133,7 +133,7 @@ CASES = [
          "needle 0.needle: a needle must be one sentence ending with", {"n.yaml": NEEDLE.format(needle="The key is teal", answer="teal").encode()}),
     Case("needles-binary", swap("trials: 2", "trials: 2, needles: n.yaml"), "n.yaml: looks like a binary file", {"n.yaml": b"\x00\x01\x02"}),
     # fillers
-    Case("filler-huge-single-line", swap("filler: essays", "filler: line.txt"), "line.txt is too small to hold a needle (200001 tokens in 1 sentence(s)); use a filler with at least 2 sentences",
+    Case("filler-huge-single-line", swap("filler: essays", "filler: line.txt"), "line.txt has no sentence boundary in its 200001 tokens; use prose whose sentences end with '.', '!' or '?'",
          {"line.txt": b"word " * 200_000}),
     # the config file itself
     Case("config-missing", keep, "nowhere.yaml: file not found; check the path", command=("validate", "{dir}/nowhere.yaml")),

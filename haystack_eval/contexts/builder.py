@@ -86,6 +86,12 @@ class ContextBuilder:
         self.template = template
         self.stream: Stream = stream_for(corpus, tokenizer)
         sentences = int(self.stream.sentence.sum())
+        if sentences < 2 and self.stream.cycle_tokens >= MIN_HAYSTACK_TOKENS:
+            # plenty of text, but no place between sentences where a needle could go
+            raise FillerError(
+                f"{corpus.name} has no sentence boundary in its {self.stream.cycle_tokens} tokens",
+                where="haystack.filler", fix="use prose whose sentences end with '.', '!' or '?'",
+            )
         if sentences < 2 or self.stream.cycle_tokens < MIN_HAYSTACK_TOKENS:
             raise FillerError(
                 f"{corpus.name} is too small to hold a needle ({self.stream.cycle_tokens} tokens in "

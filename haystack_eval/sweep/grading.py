@@ -28,7 +28,7 @@ from typing import Any
 from haystack_eval.backends import Backend, Request, Settings, create_backend
 from haystack_eval.config import ScoringConfig
 from haystack_eval.contexts import Context, Message, Prompt
-from haystack_eval.errors import BackendError, RequestTimeout
+from haystack_eval.errors import BackendError, ConfigError, RequestTimeout
 from haystack_eval.scoring import Graded, grade
 from haystack_eval.sweep.retry import backoff
 
@@ -144,6 +144,11 @@ class Grader:
                 error: BackendError = RequestTimeout(f"no reply within {self.timeout_s:g} s")
             except BackendError as exc:
                 error = exc
+            if error.ends_run:  # a refused key or an unknown judge model would leave every cell unscored
+                said = f"HTTP {error.status}: {error.problem}" if error.status else error.problem
+                raise ConfigError(f"the judge's server refused the request ({said})", where="scoring.judge",
+                                  fix="check scoring.judge (its name, base_url and api_key_env), then run the "
+                                      "same command to resume") from None
             if not error.retryable or attempt > self.max_retries:
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 return Graded(score=None, parts=(),

@@ -12,6 +12,7 @@ import pytest
 
 from haystack_eval.config import ScoringConfig
 from haystack_eval.contexts import ContextBuilder, load_filler, load_needles
+from haystack_eval.errors import ConfigError
 from haystack_eval.scoring import Graded, grade
 from haystack_eval.sweep.grading import Grader, judge_prompt, parse_verdicts
 from tests.conftest import tokenizer
@@ -133,10 +134,19 @@ def test_a_judge_that_keeps_failing_leaves_the_answer_unscored_after_its_retries
 
 
 def test_a_fatal_judge_error_is_not_retried(server: FakeProvider) -> None:
-    server.faults = FaultPlan(sticky={"Reply to grade": "auth"})
+    server.faults = FaultPlan(sticky={"Reply to grade": "context_length"})
     result = run_grader(judged(server), "What colour?", ["blue"], "blue", max_retries=2)
     assert result.score is None
-    assert result.note is not None and result.note.startswith("judge request failed (AuthFailed, 1 attempt)")
+    assert result.note is not None and result.note.startswith("judge request failed (ContextTooLong, 1 attempt)")
+    assert len(server.requests) == 1
+
+
+def test_a_refused_judge_key_stops_the_run_in_one_line(server: FakeProvider) -> None:
+    """Every other cell would meet the same refusal: a config error, not a column of unscored cells."""
+    server.faults = FaultPlan(sticky={"Reply to grade": "auth"})
+    with pytest.raises(ConfigError) as info:
+        run_grader(judged(server), "What colour?", ["blue"], "blue", max_retries=2)
+    assert info.value.line().startswith("scoring.judge: the judge's server refused the request (HTTP 401")
     assert len(server.requests) == 1
 
 
