@@ -137,6 +137,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the heatmaps, report.html and summary.md.")] = False,
     palette: PaletteOption = PaletteChoice.rag,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", min=0, metavar="USD", help="Send no cell that could take the run's cost (records of earlier "
+        "invocations included) past USD; the run ends partial.")] = None,
 ) -> None:
     """Run the sweep (resuming where it stopped), write the run directory, then its heatmaps and report."""
     import asyncio
@@ -157,7 +160,7 @@ def run(
         progress = progress_for(len(plan.cells), len(plan.cells) - len(plan.pending), quiet=quiet)
         try:
             result = asyncio.run(arun(cfg, out=target, concurrency=concurrency, resume=not no_resume,
-                                      progress=progress.update, notice=progress.note))
+                                      progress=progress.update, notice=progress.note, max_cost=max_cost))
         except KeyboardInterrupt:
             progress.stop()
             typer.echo(f"interrupted: finished records are kept in {target}; run the same command to resume", err=True)
@@ -171,13 +174,19 @@ def run(
     typer.echo(f"{cfg.name}: {len(result.records)} cells: accuracy {accuracy}; "
                + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped", "unscored")
                          if s != "unscored" or statuses.get(s))
+               + (f"; cost ${result.cost_usd:,.4f}" if result.cost_usd else "")  # a local model's 0 is no news
                + f"; results in {target / 'results.jsonl'}")
     if not no_report:
         with _user_errors():
             _render([result], None, palette)
+    stopped = result.manifest.get("stopped_by") == "max_cost"
+    if stopped:
+        typer.echo(f"partial run: {result.partial_reason}; raise --max-cost and run the same command to go on",
+                   err=True)
     if statuses.get("error"):
         typer.echo(f"{statuses['error']} cell(s) ended in an error (see 'error' in results.jsonl); "
                    "run the same command again to retry them", err=True)
+    if stopped or statuses.get("error"):
         raise typer.Exit(1)
 
 
@@ -186,21 +195,23 @@ def estimate(
     config: ConfigArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Calls and tokens the whole sweep would use, before sending anything."""
+    """Calls, tokens and cost of the whole sweep: plain, with prompt caching, and batched; nothing is sent."""
     from haystack_eval.config import load_config
     from haystack_eval.contexts import builder_for
     from haystack_eval.sweep import plan_run
+    from haystack_eval.sweep.estimate import describe
+    from haystack_eval.sweep.estimate import estimate as estimate_sweep
+    from haystack_eval.sweep.pricing import pricer_for
 
     with _user_errors():
         cfg = load_config(config)
-        builder_for(cfg)
+        builder = builder_for(cfg)
         plan = plan_run(cfg, resume=False)  # the whole sweep, whatever a run directory holds
-    numbers = plan.to_json()
-    numbers["cost_usd"] = None  # prices are not known to this version
+        result = estimate_sweep(cfg, builder, plan, pricer_for(cfg.model))
     if as_json:
-        typer.echo(json.dumps(numbers))
+        typer.echo(json.dumps(result.to_json()))
         return
-    _print_plan(numbers, "cost: not estimated yet (prices arrive in a later version)")
+    _print_plan(result.numbers, "\n".join(describe(result)))
 
 
 @app.command()
@@ -282,8 +293,11 @@ def _print_plan(numbers: dict[str, object], footer: str) -> None:
     """The plan as aligned lines."""
     labels = {"cells": "cells", "finished": "already finished", "to_ask": "to ask", "skipped": "skipped (too long)",
               "input_tokens": "input tokens", "output_tokens_max": "output tokens (at most)",
+              "output_tokens_typical": "output tokens (typical)",
               "context_window": "context window"}
     for key, label in labels.items():
+        if key not in numbers:
+            continue
         value = numbers.get(key)
         shown = "unknown" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
         typer.echo(f"{label:>24}: {shown}")

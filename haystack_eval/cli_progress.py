@@ -22,8 +22,9 @@ _PLAIN_EVERY_S = 10.0
 
 def _stats(tally: Tally) -> str:
     accuracy = "-" if tally.accuracy is None else f"{100 * tally.accuracy:.1f}%"
+    cost = f", cost ${tally.cost_usd:,.4f}" if tally.cost_usd else ""
     return (f"accuracy {accuracy}, errors {tally.errors}, truncated {tally.truncated}, skipped {tally.skipped}, "
-            f"tokens in {tally.input_tokens:,}")
+            f"tokens in {tally.input_tokens:,}{cost}")
 
 
 class SweepProgress(Protocol):

@@ -36,6 +36,7 @@ __all__ = [
     "HaystackConfig",
     "ModelConfig",
     "ModelParams",
+    "ModelPrices",
     "RunConfig",
     "ScoringConfig",
     "Spread",
@@ -62,6 +63,16 @@ class ModelParams(_Strict):
     max_output_tokens: int = Field(32, ge=1, le=1_000_000)
 
 
+class ModelPrices(_Strict):
+    """Prices in USD per million tokens; they replace the bundled price data for this model."""
+
+    input: float = Field(ge=0, allow_inf_nan=False)
+    output: float = Field(ge=0, allow_inf_nan=False)
+    # Unset: billed like other input (no discount assumed, so estimates and budgets never come out low).
+    cached_input: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cache_write: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
 class ModelConfig(_Strict):
     """Which model answers, how to reach it, and how its tokens are counted."""
 
@@ -74,6 +85,7 @@ class ModelConfig(_Strict):
     # auto: chat for API models and instruction-tuned GGUFs, completion (answer prefix) for base GGUFs
     prompt: Literal["auto", "chat", "completion"] = "auto"
     params: ModelParams = ModelParams()
+    prices: ModelPrices | None = None  # what a cell costs, never what it measures: left out of the fingerprint
 
     @field_validator("base_url")
     @classmethod
@@ -300,6 +312,8 @@ class ScoringConfig(_Strict):
             # These rules answer needle questions from the cell; a judge request has no needle.
             raise ValueError(f"the scripted rule {self.judge.name} cannot judge; "
                              "use scoring.judge.name: canned:CORRECT (or a real model)")
+        if self.judge is not None and self.judge.prices is not None:
+            raise ValueError("the judge's requests are not priced (only the model's are); remove scoring.judge.prices")
         if self.pattern is not None and self.method != "regex":
             raise ValueError(f"scoring.pattern is set but method is {self.method}; "
                              "remove scoring.pattern or set scoring.method: regex")

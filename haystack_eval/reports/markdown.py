@@ -42,6 +42,14 @@ def _hallucination(run: Run, grid: Grid) -> list[str]:
     return ["", rate]
 
 
+def _state(run: Run) -> list[str]:
+    """Why a run is partial, and what its records cost, when known."""
+    lines = [f"**Partial run**: {_cell(run.partial_reason)}."] if run.partial_reason else []
+    if run.cost_usd:  # a local model's 0 is no news
+        lines.append(f"Cost of the records: ${run.cost_usd:,.4f}.")
+    return [*lines, ""] if lines else []
+
+
 def _by_length(grid: Grid) -> list[str]:
     lines = ["| length | accuracy | 95% CI | scored |", "|---:|---:|---|---:|"]
     for length in grid.lengths:
@@ -97,6 +105,7 @@ def render_summary(runs: Sequence[Run], outcome: Outcome | None = None) -> str:
         date = f" · {run.date[:10]}" if run.date else ""
         lines += [f"## haystack-eval: {_cell(run.name)}", "",
                   f"Results of `{_cell(run.source)}`{date}; lengths in tokens of the whole prompt.", ""]
+        lines += _state(run)
         lines += _totals(run, grid) + ["", "**Accuracy by length**", ""] + _by_length(grid)
         lines += ["", "**Accuracy by depth and length**", ""] + _matrix(grid) + _errors(grid) + [""]
     if outcome is not None:

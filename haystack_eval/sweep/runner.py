@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from haystack_eval.backends import Backend, Reply, Request, Settings
+from haystack_eval.backends import Backend, Reply, Request, Settings, Usage
 from haystack_eval.config import Config
 from haystack_eval.contexts import Context, ContextBuilder
 from haystack_eval.errors import BackendError, RequestTimeout
 from haystack_eval.scoring import Graded
 from haystack_eval.sweep.grading import Grader
 from haystack_eval.sweep.plan import Cell, Plan
+from haystack_eval.sweep.pricing import Budget, Pricer, Tokens, pricer_for, tokens_of
 from haystack_eval.sweep.retry import backoff
 from haystack_eval.sweep.store import RunStore, now
 
 __all__ = ["Tally", "run_cells"]
-
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Tally:
     unscored: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0  # of the records whose cost is known
+    stopped: str | None = None  # why cells were left unasked (a cost limit), None when none were
 
     def add(self, record: dict[str, Any]) -> None:
         """Count one record."""
@@ -53,6 +56,7 @@ class Tally:
         usage = record.get("usage") or {}
         self.input_tokens += usage.get("input_tokens") or 0
         self.output_tokens += usage.get("output_tokens") or 0
+        self.cost_usd += record.get("cost_usd") or 0.0
 
     @property
     def accuracy(self) -> float | None:
@@ -77,7 +81,8 @@ def _base_record(config: Config, ctx: Context) -> dict[str, Any]:
     return record
 
 
-def _reply_record(config: Config, ctx: Context, reply: Reply, graded: Graded | None, attempts: int) -> dict[str, Any]:
+def _reply_record(config: Config, ctx: Context, reply: Reply, graded: Graded | None, attempts: int,
+                  cost_usd: float | None) -> dict[str, Any]:
     """A finished request: ok (scored), unscored (the grader could not say), or truncated (cut off, empty)."""
     status = "truncated" if graded is None else ("ok" if graded.score is not None else "unscored")
     record = {
@@ -87,7 +92,7 @@ def _reply_record(config: Config, ctx: Context, reply: Reply, graded: Graded | N
         "status": status,
         "error": None, "attempts": attempts, "finish_reason": reply.finish_reason,
         "usage": dataclasses.asdict(reply.usage), "latency_s": round(reply.latency_s, 4),
-        "cost_usd": None, "request_id": reply.request_id, "ts": now(),
+        "cost_usd": cost_usd, "request_id": reply.request_id, "ts": now(),
     }
     if graded is not None and len(graded.parts) > 1:
         record["needle_scores"] = list(graded.parts)  # per-needle recall, in the order of "answers"
@@ -116,16 +121,13 @@ def _skipped_record(config: Config, ctx: Context, window: int | None) -> dict[st
                   "message": f"{ctx.tokens} prompt tokens + {config.model.params.max_output_tokens} output "
                              f"exceed the context window of {window}"},
         "attempts": 0, "finish_reason": None, "usage": None, "latency_s": None,
-        "cost_usd": None, "request_id": None, "ts": now(),
+        "cost_usd": 0.0, "request_id": None, "ts": now(),  # never sent, so nothing to pay
     }
 
 
-async def _ask(
-    config: Config, builder: ContextBuilder, backend: Backend, grader: Grader, cell: Cell,
-) -> dict[str, Any]:
+async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, pricer: Pricer) -> dict[str, Any]:
     """Ask one cell, retrying what is worth retrying; always returns a record."""
     run, params = config.run, config.model.params
-    ctx = builder.build(cell.length, cell.depth, cell.trial)
     request = Request(ctx.prompt, Settings(params.temperature, params.max_output_tokens, run.timeout_s), ctx)
     attempt = 0
     while True:
@@ -137,10 +139,11 @@ async def _ask(
         except BackendError as exc:
             error = exc
         else:
+            cost = pricer.usage_cost(config.model.provider, reply.usage)
             if reply.cut_off and not reply.text.strip():
-                return _reply_record(config, ctx, reply, None, attempt)  # cut off before it said anything
+                return _reply_record(config, ctx, reply, None, attempt, cost)  # cut off before it said anything
             graded = await grader.grade(ctx.question, ctx.answers, reply.text)
-            return _reply_record(config, ctx, reply, graded, attempt)
+            return _reply_record(config, ctx, reply, graded, attempt, cost)
         if error.ends_run:
             raise error  # a wrong key or model would fail every other cell alike: stop the sweep at the first
         if not error.retryable or attempt > run.max_retries:
@@ -148,18 +151,43 @@ async def _ask(
         await asyncio.sleep(backoff(attempt, error.retry_after, run.retry_base_s, run.retry_max_s))
 
 
+def _spent(config: Config, pricer: Pricer, record: dict[str, Any], guess: float) -> float:
+    """What a record counts against a cost limit: its cost; a failed request none (providers bill no
+    refused request); a reply without usage its estimate."""
+    if record["status"] in ("error", "skipped"):
+        return 0.0
+    if record.get("cost_usd") is not None:
+        return float(record["cost_usd"])
+    usage = record.get("usage") or {}
+    known = {k: usage.get(k) for k in Usage.__dataclass_fields__}
+    cost = pricer.usage_cost(config.model.provider, Usage(**known))  # a record made before prices existed
+    return guess if cost is None else cost
+
+
+def _stopped(budget: Budget, left: int) -> str:
+    return (f"stopped before the cost limit of ${budget.limit:,.2f}: ${budget.spent:,.4f} spent, and the next cell "
+            f"could cost up to ${budget.refused or 0:,.4f}; {left} cell(s) not asked")
+
+
 async def run_cells(
     config: Config, builder: ContextBuilder, backend: Backend, store: RunStore, plan: Plan,
     *, concurrency: int, progress: Callable[[Tally, dict[str, Any]], None] | None = None,
+    pricer: Pricer | None = None, max_cost: float | None = None,
 ) -> Tally:
     """Record every pending cell of the plan: skipped ones at once, the rest through the backend.
 
-    A request error that ``ends_run`` (a wrong key or model) is raised instead of recorded.
+    A request error that ``ends_run`` (a wrong key or model) is raised instead of recorded. With
+    ``max_cost`` (USD, for the whole run directory) no cell is sent once the records' cost, the cells
+    in flight and this cell's estimate (its prompt and a full-length reply) would exceed it.
     """
+    pricer = pricer or pricer_for(config.model)
+    budget = Budget(max_cost) if max_cost is not None else None
     tally = Tally(total=len(plan.cells))
     for record in store.records():
         if record["status"] != "error":
             tally.add(record)
+        if budget is not None:
+            budget.spent += _spent(config, pricer, record, 0.0)
 
     def keep(record: dict[str, Any]) -> None:
         store.append(record)
@@ -174,12 +202,31 @@ async def run_cells(
     run = config.run
     grader = Grader(config.scoring, base_dir=config.base_dir, timeout_s=run.timeout_s, max_retries=run.max_retries,
                     retry_base_s=run.retry_base_s, retry_max_s=run.retry_max_s)
+    provider, most = config.model.provider, config.model.params.max_output_tokens
+    # With a cost limit the first cell goes alone: its reply shows how the provider counts tokens
+    # (Claude's tokenizer counts more than tiktoken), and the next estimates are scaled to match.
+    calibrated = asyncio.Event()
 
     async def worker() -> None:
         # Workers share one iterator: at most `concurrency` cells (and prompts) are alive at once,
         # and they are taken in plan order, so neighbouring cells run close together.
         for cell in pending:
-            keep(await _ask(config, builder, backend, grader, cell))
+            ctx = builder.build(cell.length, cell.depth, cell.trial)
+            if budget is None:
+                keep(await _ask(config, ctx, backend, grader, pricer))
+                continue
+            if budget.reserved > 0 and not calibrated.is_set():
+                await calibrated.wait()
+            guess = pricer.cost(Tokens(math.ceil(ctx.tokens * budget.scale), output=most)) or 0.0
+            if not budget.admit(guess):
+                return  # this cell and every later one stay unasked; the cells in flight finish
+            record = await _ask(config, ctx, backend, grader, pricer)
+            reported = tokens_of(provider, Usage(**record["usage"])) if record.get("usage") else None
+            if reported is not None and ctx.tokens:
+                budget.scale = max(budget.scale, reported.input / ctx.tokens)  # the provider counts more
+            budget.settle(guess, _spent(config, pricer, record, guess))
+            calibrated.set()
+            keep(record)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(plan.to_ask)))]
     try:
@@ -189,4 +236,6 @@ async def run_cells(
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await grader.aclose()
+    if budget is not None and budget.refused is not None:
+        tally.stopped = _stopped(budget, tally.total - tally.done)
     return tally

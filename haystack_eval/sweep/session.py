@@ -21,6 +21,7 @@ from haystack_eval.errors import AuthFailed, BackendError, ConfigError, Haystack
 from haystack_eval.stats import Grid, grid
 from haystack_eval.sweep.foreign import looks_foreign, read_foreign
 from haystack_eval.sweep.plan import Plan, cells
+from haystack_eval.sweep.pricing import Pricer, pricer_for
 from haystack_eval.sweep.runner import Tally, run_cells
 from haystack_eval.sweep.store import MANIFEST, RESULTS, SCHEMA_VERSION, RunStore, finished, latest, now, read_records
 
@@ -76,6 +77,18 @@ class Run:
     def source(self) -> str:
         """Which tool wrote the results: ``haystack-eval``, ``gkamradt`` or ``needlehaystack``."""
         return str(self.manifest.get("source_format") or "haystack-eval")
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the records cost, in USD (None when no record's cost is known)."""
+        costs = [r["cost_usd"] for r in self.records if r.get("cost_usd") is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def partial_reason(self) -> str | None:
+        """Why the run is partial (a cost limit, errors), or None."""
+        reason = self.manifest.get("partial_reason")
+        return str(reason) if reason and self.manifest.get("state") == "partial" else None
 
     @property
     def date(self) -> str | None:
@@ -145,6 +158,8 @@ def _measured(section: str, model: BaseModel) -> dict[str, Any]:
     for name in _ADDED_FIELDS.get(section, ()):
         if getattr(model, name) == getattr(defaults, name):
             data.pop(name, None)
+    if isinstance(data.get("judge"), dict):
+        data["judge"].pop("prices", None)  # what a request costs never changes what it measures
     return data
 
 
@@ -152,11 +167,12 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _manifest(config: Config, builder: ContextBuilder, window: int | None) -> dict[str, Any]:
+def _manifest(config: Config, builder: ContextBuilder, window: int | None, pricer: Pricer) -> dict[str, Any]:
     """The manifest of a run; ``measures`` holds everything that decides what a cell measures."""
     from haystack_eval import __version__
 
-    model = config.model.model_dump(mode="json", exclude={"api_key_env"})
+    # Prices decide what a cell costs, not what it measures: a run keeps its fingerprint when they change.
+    model = config.model.model_dump(mode="json", exclude={"api_key_env", "prices"})
     measures = {
         "model": model,
         "haystack": config.haystack.model_dump(mode="json"),
@@ -180,6 +196,7 @@ def _manifest(config: Config, builder: ContextBuilder, window: int | None) -> di
         "needles": builder.needles.source,
         "cells": len(cells(config)),
         "context_window": window,
+        "prices": pricer.to_json(),
     }
 
 
@@ -194,30 +211,41 @@ def plan_run(config: Config, out: Path | None = None, *, resume: bool = True, wi
 async def arun(
     config: Config | str | Path, *, out: str | Path | None = None, concurrency: int | None = None,
     resume: bool = True, progress: Progress | None = None, notice: Notice | None = None,
-    backend: Backend | None = None,
+    backend: Backend | None = None, max_cost: float | None = None,
 ) -> Run:
-    """Run (or resume) a sweep and return its run directory, read back; the backend is closed at the end."""
+    """Run (or resume) a sweep and return its run directory, read back; the backend is closed at the end.
+
+    ``max_cost`` (USD) caps what the run directory's records cost: once the next cell could exceed it,
+    no further cell is sent, and the run ends ``partial`` with the reason in the manifest.
+    """
     if not isinstance(config, Config):
         config = load_config(config)
     builder = builder_for(config)
+    pricer = pricer_for(config.model)
+    if max_cost is not None and not pricer.known:
+        raise ConfigError(f"a cost limit needs prices, and {pricer.source}", where=config.where("model", "prices"),
+                          fix="set model.prices: {input: ..., output: ...} in USD per million tokens, "
+                              "or run without --max-cost")
     backend = backend or create_backend(config.model, timeout_s=config.run.timeout_s, base_dir=config.base_dir)
     say = notice or (lambda _message: None)
     try:
         caps = await backend.capabilities()
-        for note in caps.notes:
+        for note in (*caps.notes, *([pricer.note] if pricer.note else [])):
             say(note)
         window = config.model.context_window or caps.context_window
         target = Path(out) if out is not None else default_out(config)
-        store = RunStore.open(target, _manifest(config, builder, window), resume=resume)
+        store = RunStore.open(target, _manifest(config, builder, window, pricer), resume=resume)
         if store.dropped_bytes:
             say(f"{target / RESULTS}: cut a torn last line ({store.dropped_bytes} bytes) left by a crash; "
                 "its cell is asked again")
         plan = Plan(tuple(cells(config)), store.finished(), window, config.model.params.max_output_tokens)
-        state = "interrupted"  # what a Ctrl-C (task cancellation) leaves
+        state, reason, tally = "interrupted", None, None  # what a Ctrl-C (task cancellation) leaves
         try:
             tally = await run_cells(config, builder, backend, store, plan,
-                                    concurrency=concurrency or config.run.concurrency, progress=progress)
-            state = "partial" if tally.errors else "complete"
+                                    concurrency=concurrency or config.run.concurrency, progress=progress,
+                                    pricer=pricer, max_cost=max_cost)
+            reason = tally.stopped or (f"{tally.errors} cell(s) ended in an error" if tally.errors else None)
+            state = "partial" if reason else "complete"
         except BackendError as exc:  # only an error that ends the run gets out of the runner
             state = "failed"
             raise _ended(config, exc) from None
@@ -226,7 +254,10 @@ async def arun(
             raise
         finally:
             counts = dict(Counter(r["status"] for r in store.records()))
-            store.close(state=state, updated=now(), statuses=counts)
+            extra = {"partial_reason": reason} if reason else {}
+            if tally is not None and tally.stopped:
+                extra["stopped_by"] = "max_cost"  # for scripts: cells were left unasked on purpose
+            store.close(state=state, updated=now(), statuses=counts, **extra)
     finally:
         await backend.aclose()
     return load_run(target)

@@ -5,7 +5,9 @@ Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthro
 
 Token counts are an approximation, not a tokenizer: prompt tokens are the characters of all system and
 message text // 4, completion tokens are the words of the answer, and ``max_tokens`` cuts the answer to
-that many words (finish_reason "length" / stop_reason "max_tokens").
+that many words (finish_reason "length" / stop_reason "max_tokens"). ``cached_tokens`` and
+``cache_write_tokens`` make every reply report that many prompt tokens as read from or written to a
+prompt cache (no caching is simulated: they only exercise the two usage conventions).
 
 The default answer is a plausible retriever: the sentence of the document that shares the most words
 with the question after the last "Question:" line (see ``default_answer``).
@@ -246,8 +248,12 @@ class FakeProvider:
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPlan | None = None,
                  answer: Callable[[str, str], str] | None = None, context_window: int | None = None,
                  thinking_first: bool = False, port: int = 0, rejects_temperature: bool = False,
-                 api_key: str | None = None, models: frozenset[str] | None = None, echo_key: bool = False) -> None:
+                 api_key: str | None = None, models: frozenset[str] | None = None, echo_key: bool = False,
+                 cached_tokens: int = 0, cache_write_tokens: int = 0) -> None:
         self.latency_s = latency_s
+        # Prompt tokens every reply reports as read from (written to) the prompt cache, in each API's own
+        # convention: OpenAI's prompt_tokens include its cached_tokens; Anthropic's input_tokens leave both out.
+        self.cached_tokens, self.cache_write_tokens = cached_tokens, cache_write_tokens
         self.api_key = api_key  # None: any key is accepted
         self.models = models  # None: any model name is served
         self.echo_key = echo_key
@@ -432,7 +438,7 @@ class FakeProvider:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "length" if cut else "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": words, "total_tokens": prompt + words,
-                      "prompt_tokens_details": {"cached_tokens": 0},
+                      "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt)},
                       "completion_tokens_details": {"reasoning_tokens": 0}},
         }
 
@@ -444,8 +450,9 @@ class FakeProvider:
         return {
             "id": f"msg_{n}", "type": "message", "role": "assistant", "model": call.model, "content": content,
             "stop_reason": "max_tokens" if cut else "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": _prompt_tokens(call), "output_tokens": words,
-                      "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+            "usage": {"input_tokens": max(0, _prompt_tokens(call) - self.cached_tokens - self.cache_write_tokens),
+                      "output_tokens": words, "cache_read_input_tokens": self.cached_tokens,
+                      "cache_creation_input_tokens": self.cache_write_tokens},
         }
 
 

@@ -43,8 +43,9 @@ class Flaky:
     """A backend that fails each cell a set number of times (or forever) before answering."""
 
     def __init__(self, failures: int, error: Callable[[], BackendError], window: int | None = None,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, counts: float = 1.0) -> None:
         self.failures, self.error, self.window, self.delay = failures, error, window, delay
+        self.counts = counts  # prompt tokens reported per token built (a provider whose tokenizer counts more)
         self.calls: dict[tuple[int, float, int], list[float]] = {}
         self.in_flight = self.max_in_flight = 0
 
@@ -61,7 +62,8 @@ class Flaky:
             await asyncio.sleep(self.delay)
             if self.failures < 0 or len(times) <= self.failures:
                 raise self.error()
-            return Reply(ctx.expected, "stop", Usage(input_tokens=ctx.tokens, output_tokens=2), 0.0, "r1", False)
+            usage = Usage(input_tokens=round(ctx.tokens * self.counts), output_tokens=2)
+            return Reply(ctx.expected, "stop", usage, 0.0, "r1", False)
         finally:
             self.in_flight -= 1
 
@@ -177,3 +179,18 @@ def test_unknown_scripted_rules_are_config_errors(write_config: Callable[..., Pa
 
     with pytest.raises(ConfigError, match="unknown scripted rule"):
         asyncio.run(arun(config(write_config, name=bad), out=tmp_path / "out"))
+
+
+def test_a_cost_limit_learns_from_the_first_reply_how_the_provider_counts(write_config: Callable[..., Path],
+                                                                         tmp_path: Path) -> None:
+    # $1,000 per million input tokens: a 300-token cell is counted at 300 and billed at 600, $0.60.
+    priced = CONFIG.replace("max_output_tokens: 16}}", "max_output_tokens: 16}}, prices: {{input: 1000, output: 0}}")
+    cfg = load_config(write_config(priced.format(provider="scripted", name="oracle", timeout=5)))
+    backend = Flaky(0, lambda: ServerError("x"), delay=0.02, counts=2.0)
+    run = asyncio.run(arun(cfg, out=tmp_path / "out", backend=backend, max_cost=2.0))
+    starts = sorted(t for times in backend.calls.values() for t in times)
+    assert starts[1] - starts[0] >= 0.02, "the first cell goes alone"
+    # Estimated at its own count a cell would look like $0.30, and six would be sent; scaled, three fit.
+    assert len(run.records) == 3 and run.cost_usd is not None and 1.7 < run.cost_usd <= 2.0
+    assert run.manifest["state"] == "partial" and run.manifest["stopped_by"] == "max_cost"
+    assert run.partial_reason is not None and "9 cell(s) not asked" in run.partial_reason
