@@ -147,6 +147,7 @@ def run(
     from haystack_eval.cli_progress import progress_for
     from haystack_eval.config import load_config
     from haystack_eval.contexts import builder_for
+    from haystack_eval.reports.labels import prompt_cache
     from haystack_eval.sweep import arun, default_out, plan_run
 
     with _user_errors():
@@ -175,6 +176,8 @@ def run(
                + ", ".join(f"{statuses.get(s, 0)} {s}" for s in ("ok", "error", "truncated", "skipped", "unscored")
                          if s != "unscored" or statuses.get(s))
                + (f"; cost ${result.cost_usd:,.4f}" if result.cost_usd else "")  # a local model's 0 is no news
+               + (f"; {100 * use.share:.1f}% of input cached (ideal {100 * use.ideal_share:.1f}%)"
+                  if (use := prompt_cache(result)) is not None else "")
                + f"; results in {target / 'results.jsonl'}")
     if not no_report:
         with _user_errors():

@@ -38,6 +38,7 @@ __all__ = [
     "ModelParams",
     "ModelPrices",
     "RunConfig",
+    "RunLimits",
     "ScoringConfig",
     "Spread",
     "TaskConfig",
@@ -323,14 +324,25 @@ class ScoringConfig(_Strict):
         return self
 
 
+class RunLimits(_Strict):
+    """The provider's rate limits for this model, per minute; the rate-limit headers of its replies refine them."""
+
+    requests_per_min: int | None = Field(None, ge=1)
+    input_tokens_per_min: int | None = Field(None, ge=1)
+    output_tokens_per_min: int | None = Field(None, ge=1)  # Anthropic limits output separately; OpenAI does not
+
+
 class RunConfig(_Strict):
-    """How the sweep runs: requests in flight, the per-request timeout, and retries."""
+    """How the sweep runs: requests in flight, the per-request timeout, retries and rate limits."""
 
     concurrency: int = Field(4, ge=1, le=1024)
     timeout_s: float = Field(600.0, gt=0, le=86_400)
     max_retries: int = Field(6, ge=0, le=100)
     retry_base_s: float = Field(1.0, ge=0, le=3600)  # first backoff; doubles each attempt, with jitter
     retry_max_s: float = Field(60.0, ge=0, le=3600)  # longest backoff (and longest retry-after honoured)
+    # What a run may send per minute; unset, the limits are learnt from the replies' headers.
+    # Not part of what a cell measures: the run's fingerprint leaves the whole run: section out.
+    limits: RunLimits = RunLimits()
 
 
 class CheckConfig(_Strict):

@@ -9,6 +9,7 @@
     │   └── NeedleError           unusable needle file or a needle that cannot be placed
     ├── ContextError              a context cannot be built as the invariants demand
     ├── StoreError                a run directory that cannot be used (busy, other config, damaged, unwritable)
+    ├── OverRateLimit             a prompt bigger than a per-minute limit: recorded as skipped, never sent
     └── BackendError              a request that failed; recorded as status "error" with its class
         ├── RetryableError        worth asking again after a pause
         │   ├── RateLimited       429 (honours retry-after)
@@ -46,6 +47,7 @@ __all__ = [
     "MalformedReply",
     "ModelNotFound",
     "NeedleError",
+    "OverRateLimit",
     "Overloaded",
     "QuotaExceeded",
     "RateLimited",
@@ -113,6 +115,10 @@ class StoreError(HaystackError):
     exit_code = 2
 
 
+class OverRateLimit(HaystackError):
+    """A request that no rate limit can ever admit: its prompt alone is over a per-minute limit."""
+
+
 class BackendError(HaystackError):
     """A model request that failed; the runner records it (status "error") instead of an answer."""
 
@@ -127,6 +133,7 @@ class BackendError(HaystackError):
         self.status = status
         self.retry_after = retry_after  # seconds the provider asked us to wait, if it said
         self.request_id = request_id
+        self.rate_headers: dict[str, str] = {}  # the response's rate-limit headers, for admission control
 
 
 class RetryableError(BackendError):

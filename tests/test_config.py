@@ -66,6 +66,13 @@ def test_the_full_design_schema_is_accepted(write_config: Callable[..., Path]) -
         (MINIMAL_CONFIG.replace("trials: 2", "trials: 0"), "task.trials: Input should be greater than or equal to 1"),
         (MINIMAL_CONFIG.replace("name: t", "name: 'bad name!'"), "name: String should match pattern"),
         (MINIMAL_CONFIG.replace("name: t\n", ""), "name: is required"),
+        (MINIMAL_CONFIG + "run: {limits: {requests_per_min: 0}}\n",
+         "config.yaml:5: run.limits.requests_per_min: Input should be greater than or equal to 1"),
+        (MINIMAL_CONFIG + "run: {limits: {rpm: 10}}\n",
+         "run.limits.rpm: unknown key 'rpm'; remove it (allowed here: input_tokens_per_min, output_tokens_per_min"),
+        (MINIMAL_CONFIG + "run: {limits: {input_tokens_per_min: lots}}\n",
+         "run.limits.input_tokens_per_min: Input should be a valid integer"),
+        (MINIMAL_CONFIG + "run: {limits: [10]}\n", "run.limits: Input should be a valid dictionary"),
     ],
 )
 def test_errors_name_the_line_the_field_and_the_fix(

@@ -14,7 +14,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from haystack_eval.backends.base import Capabilities, Reply, Request, Settings, Usage, api_key, sdk_errors
+from haystack_eval.backends.base import (
+    Capabilities,
+    Reply,
+    Request,
+    Settings,
+    Usage,
+    api_key,
+    rate_limit_headers,
+    sdk_errors,
+)
 from haystack_eval.config import ModelConfig
 from haystack_eval.errors import InvalidRequest
 
@@ -23,6 +32,27 @@ __all__ = ["STREAM_ABOVE_TOKENS", "AnthropicBackend"]
 # The SDK refuses non-streaming requests it expects to run past 10 minutes, which it judges
 # from max_tokens; stream well before that.
 STREAM_ABOVE_TOKENS = 16_000
+
+
+def _turns(request: Request) -> list[dict[str, Any]]:
+    """The messages; with ``cache_at``, the user message cut into text blocks there, each prefix a cache breakpoint.
+
+    The blocks join back to the same text. Anthropic caches a prefix only up to a block marked
+    ``cache_control`` and takes at most 4 such blocks in a request (the runner places 2 at most).
+    """
+    messages = [m for m in request.prompt.messages if m.role != "system"]
+    turns: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
+    user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+    text = messages[user].content if user is not None else ""
+    cuts = sorted({at for at in request.cache_at if 0 < at < len(text)})[-4:]
+    if user is None or not cuts:
+        return turns
+    blocks: list[dict[str, Any]] = []
+    for start, end in zip([0, *cuts[:-1]], cuts, strict=True):
+        blocks.append({"type": "text", "text": text[start:end], "cache_control": {"type": "ephemeral"}})
+    blocks.append({"type": "text", "text": text[cuts[-1]:]})
+    turns[user] = {"role": "user", "content": blocks}
+    return turns
 
 
 class AnthropicBackend:
@@ -47,7 +77,7 @@ class AnthropicBackend:
         """One message."""
         settings = request.settings
         system = "\n\n".join(m.content for m in request.prompt.messages if m.role == "system")
-        turns = [{"role": m.role, "content": m.content} for m in request.prompt.messages if m.role != "system"]
+        turns = _turns(request)
         params: dict[str, Any] = {"model": self.model.name, "max_tokens": settings.max_output_tokens,
                                   "messages": turns}
         if system:
@@ -69,10 +99,12 @@ class AnthropicBackend:
                 async with self._client.messages.stream(**params) as stream:
                     message = await stream.get_final_message()
                 request_id = getattr(message, "_request_id", None)
+                limits = rate_limit_headers(stream.response.headers)
             else:
                 raw = await self._client.messages.with_raw_response.create(**params)
                 message = await raw.parse()  # anthropic's async raw responses parse asynchronously
                 request_id = raw.headers.get("request-id")
+                limits = rate_limit_headers(raw.headers)
         latency = time.perf_counter() - start
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
@@ -87,6 +119,7 @@ class AnthropicBackend:
             ),
             latency_s=latency,
             request_id=request_id,
+            rate_headers=limits,
             cut_off=message.stop_reason == "max_tokens",
         )
 

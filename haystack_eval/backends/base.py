@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ __all__ = [
     "Usage",
     "api_key",
     "error_from_status",
+    "rate_limit_headers",
     "retry_after",
     "scrub",
     "sdk_errors",
@@ -61,6 +62,9 @@ class Request:
     prompt: Prompt
     settings: Settings
     context: Context
+    # Characters of the user message where a shared prompt prefix ends: a provider with explicit prompt-cache
+    # breakpoints (Anthropic) cuts the message there and marks the prefix; the text sent stays the same.
+    cache_at: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Reply:
     latency_s: float
     request_id: str | None
     cut_off: bool  # generation stopped because the output budget ran out
+    rate_headers: Mapping[str, str] = field(default_factory=dict)  # the rate-limit headers, for admission control
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,14 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_RATE_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The rate-limit headers of a response (OpenAI's ``x-ratelimit-*``, Anthropic's ``anthropic-ratelimit-*``)."""
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith(_RATE_PREFIXES)}
+
+
 _CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long", "too many tokens")
 _QUOTA_HINTS = ("insufficient_quota", "credit balance", "spend limit", "billing")
 
@@ -157,6 +170,14 @@ def error_from_status(
     request_id: str | None = None,
 ) -> BackendError:
     """The BackendError for an HTTP error status, using the provider's code and message to tell kinds apart."""
+    error = _classify(status, message, code=code, headers=headers, request_id=request_id)
+    error.rate_headers = rate_limit_headers(headers or {})  # a 429 says which limit ran out, and until when
+    return error
+
+
+def _classify(
+    status: int, message: str, *, code: str | None, headers: Mapping[str, str] | None, request_id: str | None,
+) -> BackendError:
     text = f"{code or ''} {message}".lower()
     if status in (401, 403):
         return AuthFailed(message, status=status, request_id=request_id)

@@ -15,7 +15,15 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from haystack_eval.backends.base import Capabilities, Reply, Request, Usage, api_key, sdk_errors
+from haystack_eval.backends.base import (
+    Capabilities,
+    Reply,
+    Request,
+    Usage,
+    api_key,
+    rate_limit_headers,
+    sdk_errors,
+)
 from haystack_eval.config import ModelConfig
 from haystack_eval.errors import MalformedReply
 
@@ -23,6 +31,8 @@ __all__ = ["OpenAIBackend", "is_reasoning_model"]
 
 _REASONING = re.compile(r"^(o\d+|gpt-(5|[6-9]|\d{2,}))(\b|[.-])", re.IGNORECASE)
 _OLLAMA_PORT = 11434
+# The header the SDK's own with_raw_response sets: the reply comes back with its headers, parsed on demand.
+_RAW_RESPONSE = {"X-Stainless-Raw-Response": "true"}
 
 
 def is_reasoning_model(name: str) -> bool:
@@ -92,8 +102,10 @@ class OpenAIBackend:
             # non-ASCII, which together cost more CPU than the rest of a long request (see
             # bench/harness.py). ASCII-escaped JSON is the same request on the wire.
             encoded = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-            completion = await self._client.post("/chat/completions", cast_to=self._completion, content=encoded,
-                                                 options={"headers": {"Content-Type": "application/json"}})
+            headers = {"Content-Type": "application/json", **_RAW_RESPONSE}  # the rate-limit headers are wanted
+            raw: Any = await self._client.post("/chat/completions", cast_to=self._completion, content=encoded,
+                                               options={"headers": headers})
+            completion = raw.parse()
         latency = time.perf_counter() - start
         if not completion.choices:
             raise MalformedReply("the reply has no choices", request_id=getattr(completion, "_request_id", None))
@@ -113,6 +125,7 @@ class OpenAIBackend:
             latency_s=latency,
             request_id=getattr(completion, "_request_id", None) or completion.id,
             cut_off=choice.finish_reason == "length",
+            rate_headers=rate_limit_headers(raw.headers),
         )
 
     async def aclose(self) -> None:

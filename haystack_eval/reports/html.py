@@ -24,7 +24,7 @@ from haystack_eval.reports.html_parts import (
     plain,
     totals,
 )
-from haystack_eval.reports.labels import percent
+from haystack_eval.reports.labels import percent, prompt_cache
 from haystack_eval.stats import Grid
 from haystack_eval.sweep import Run
 from haystack_eval.textfiles import write_atomic
@@ -160,7 +160,7 @@ def _details(run: Run, label: str = "") -> str:
 def _single(run: Run, figures: _Figures, palette: hm.Palette) -> str:
     grid = run.grid()
     return (f'<header><h1>Needle-in-a-haystack report</h1><p class="sub">{esc(run.model)} · {esc(run.name)}</p>'
-            f"</header><section><h2>Run</h2>{facts(run)}{config_block(run)}{totals(grid, run.task)}</section>"
+            f"</header><section><h2>Run</h2>{facts(run)}{config_block(run)}{totals(grid, run.task, prompt_cache(run))}</section>"
             f"<section><h2>Heatmap</h2>{_heatmaps(run, grid, figures, palette, mean=True, spread=True)}"
             f"</section>{_curves([grid], _labels([run]), figures)}{_details(run)}")
 
@@ -179,7 +179,7 @@ def _comparison(runs: Sequence[Run], figures: _Figures, palette: hm.Palette) -> 
     grids = [run.grid() for run in runs]
     labels = _labels(runs)
     cards = "".join(
-        f'<article class="card"><h3>{esc(label)}</h3>{facts(run)}{totals(grid, run.task)}'
+        f'<article class="card"><h3>{esc(label)}</h3>{facts(run)}{totals(grid, run.task, prompt_cache(run))}'
         f"{_heatmaps(run, grid, figures, palette, mean=True, spread=False)}</article>"
         for run, grid, label in zip(runs, grids, labels, strict=True)
     )

@@ -18,6 +18,7 @@ import yaml
 from haystack_eval.reports.labels import interval, length_label, percent
 from haystack_eval.stats import Grid, Share
 from haystack_eval.sweep import Run
+from haystack_eval.sweep.schedule import CacheUse
 
 __all__ = ["MAX_FAILING_ROWS", "config_block", "errors_table", "esc", "facts", "failing_records", "failing_table",
            "plain", "share_text", "totals"]
@@ -80,8 +81,9 @@ def _tile(label: str, value: str, note: str = "") -> str:
     return f'<div class="tile"><span class="label">{esc(label)}</span><span class="value">{value}</span>{note_html}</div>'
 
 
-def totals(grid: Grid, task: str = "single") -> str:
-    """Headline numbers: accuracy (hallucination rate for the absent task), effective length, cells, statuses."""
+def totals(grid: Grid, task: str = "single", cache: CacheUse | None = None) -> str:
+    """Headline numbers: accuracy (hallucination rate for the absent task), effective length, cells, statuses,
+    and the prompt cache's share of the input when the provider reported one."""
     share = grid.overall
     if share.mean is None:
         accuracy = _tile("Accuracy", "—", "no scored records")
@@ -107,7 +109,11 @@ def totals(grid: Grid, task: str = "single") -> str:
     pills = "".join(f'<span class="pill {esc(s) if s in STATUSES else ""}">{esc(s)} {n:,}</span>'
                     for s, n in [*known, *others])
     statuses = f'<div class="tile"><span class="label">Records by status</span><span class="pills">{pills}</span></div>'
-    return f'<div class="tiles">{accuracy}{reach}{cells}{statuses}</div>'
+    cached = "" if cache is None else _tile(
+        "Prompt cache", esc(percent(cache.share)),
+        esc(f"of input tokens read from the cache · ideal for this sweep {percent(cache.ideal_share)}"
+            + (f" · {cache.cache_write_tokens:,} written" if cache.cache_write_tokens else "")))
+    return f'<div class="tiles">{accuracy}{reach}{cells}{cached}{statuses}</div>'
 
 
 def _config_text(config: Mapping[str, Any]) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from haystack_eval.stats import Share
+from haystack_eval.sweep import Run
+from haystack_eval.sweep.schedule import CacheUse, cache_use
 
-__all__ = ["interval", "length_label", "percent"]
+__all__ = ["cache_text", "interval", "length_label", "percent", "prompt_cache"]
 
 
 def length_label(tokens: int) -> str:
@@ -32,3 +34,16 @@ def interval(share: Share) -> str:
         return "—"
     low, high = share.interval
     return f"{percent(low)}–{percent(high)}"
+
+
+def prompt_cache(run: Run) -> CacheUse | None:
+    """How much of a run's input the provider's prompt cache served, and the ideal (None when none was reported)."""
+    provider = str((run.manifest.get("model") or {}).get("provider") or "")
+    return cache_use(provider, run.records)
+
+
+def cache_text(use: CacheUse) -> str:
+    """'38.3% of input tokens read from the prompt cache (ideal for this sweep 38.7%), 18,114 written'."""
+    written = f", {use.cache_write_tokens:,} written" if use.cache_write_tokens else ""
+    return (f"{percent(use.share)} of input tokens read from the prompt cache "
+            f"(ideal for this sweep {percent(use.ideal_share)}){written}")

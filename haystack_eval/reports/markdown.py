@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from haystack_eval.reports.check import Outcome
-from haystack_eval.reports.labels import interval, length_label, percent
+from haystack_eval.reports.labels import cache_text, interval, length_label, percent, prompt_cache
 from haystack_eval.stats import Grid
 from haystack_eval.sweep import Run
 
@@ -47,6 +47,8 @@ def _state(run: Run) -> list[str]:
     lines = [f"**Partial run**: {_cell(run.partial_reason)}."] if run.partial_reason else []
     if run.cost_usd:  # a local model's 0 is no news
         lines.append(f"Cost of the records: ${run.cost_usd:,.4f}.")
+    if (use := prompt_cache(run)) is not None:
+        lines.append(f"Prompt cache: {cache_text(use)}.")
     return [*lines, ""] if lines else []
 
 

@@ -49,8 +49,8 @@ def cache_rule(model: ModelConfig) -> CacheRule:
     if model.provider == "anthropic":
         low = next((n for pattern, n in _ANTHROPIC_MINIMUM if pattern.search(model.name)), 1024)
         return CacheRule(low, 1, True, (
-            "Anthropic caches only at cache_control breakpoints, which haystack-eval does not place yet "
-            "(issue 7, cache-aware scheduling): assumed one where a cell's prefix is shared (read at the cached "
+            "Anthropic caches only at cache_control breakpoints, which the runner places at needle boundaries: "
+            "one where a cell's prefix is shared with the cell before it (read at the cached "
             f"rate) and one for the next cell (written at the cache-write rate, 1.25x input), from {low:,} tokens"))
     if model.provider in ("llamacpp", "scripted"):
         return CacheRule(1, 1, False, "a local model reuses the previous prompt's prefix; nothing is billed")

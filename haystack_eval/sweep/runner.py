@@ -7,19 +7,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from haystack_eval.backends import Backend, Reply, Request, Settings, Usage
 from haystack_eval.config import Config
 from haystack_eval.contexts import Context, ContextBuilder
-from haystack_eval.errors import BackendError, RequestTimeout
+from haystack_eval.errors import BackendError, OverRateLimit, RateLimited, RequestTimeout
 from haystack_eval.scoring import Graded
+from haystack_eval.sweep.admission import Admission
+from haystack_eval.sweep.estimate import cache_rule
 from haystack_eval.sweep.grading import Grader
-from haystack_eval.sweep.plan import Cell, Plan
+from haystack_eval.sweep.plan import Plan, key_of
 from haystack_eval.sweep.pricing import Budget, Pricer, Tokens, pricer_for, tokens_of
 from haystack_eval.sweep.retry import backoff
+from haystack_eval.sweep.schedule import Schedule, style_for
 from haystack_eval.sweep.store import RunStore, now
 
 __all__ = ["Tally", "run_cells"]
@@ -125,12 +128,30 @@ def _skipped_record(config: Config, ctx: Context, window: int | None) -> dict[st
     }
 
 
-async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, pricer: Pricer) -> dict[str, Any]:
-    """Ask one cell, retrying what is worth retrying; always returns a record."""
+def _over_limit_record(config: Config, ctx: Context, error: OverRateLimit, attempts: int) -> dict[str, Any]:
+    """A cell whose prompt no rate limit can admit: recorded as skipped (and asked again on resume)."""
+    return {
+        **_base_record(config, ctx),
+        "response": None, "score": None, "status": "skipped",
+        "error": {"class": "OverRateLimit", "status": None,
+                  "message": f"{error.problem}: raise run.limits (or the provider's limit, a higher usage tier) "
+                             f"or drop length {ctx.length} from haystack.lengths, then run again to ask it"},
+        "attempts": attempts, "finish_reason": None, "usage": None, "latency_s": None,
+        "cost_usd": 0.0, "request_id": None, "ts": now(),  # refused before sending: nothing to pay
+    }
+
+
+async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, pricer: Pricer,
+               admission: Admission, *, cache_at: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Ask one cell when the rate limits admit it, retrying what is worth retrying; always returns a record."""
     run, params = config.run, config.model.params
-    request = Request(ctx.prompt, Settings(params.temperature, params.max_output_tokens, run.timeout_s), ctx)
+    request = Request(ctx.prompt, Settings(params.temperature, params.max_output_tokens, run.timeout_s), ctx, cache_at)
     attempt = 0
     while True:
+        try:  # every attempt is a request against the limits, retries included
+            ticket = await admission.admit(admission.need(ctx.tokens, params.max_output_tokens))
+        except OverRateLimit as exc:
+            return _over_limit_record(config, ctx, exc, attempt)
         attempt += 1
         try:
             reply = await asyncio.wait_for(backend.generate(request), run.timeout_s)
@@ -138,7 +159,12 @@ async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, p
             error: BackendError = RequestTimeout(f"no reply within {run.timeout_s:g} s")
         except BackendError as exc:
             error = exc
+            admission.observe(exc.rate_headers, retry_after=exc.retry_after if isinstance(exc, RateLimited) else None)
         else:
+            admission.observe(reply.rate_headers)
+            used = tokens_of(config.model.provider, reply.usage)
+            admission.settle(ticket, ctx.tokens, used.input if used else reply.usage.input_tokens,
+                             reply.usage.output_tokens)
             cost = pricer.usage_cost(config.model.provider, reply.usage)
             if reply.cut_off and not reply.text.strip():
                 return _reply_record(config, ctx, reply, None, attempt, cost)  # cut off before it said anything
@@ -149,6 +175,13 @@ async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, p
         if not error.retryable or attempt > run.max_retries:
             return _error_record(config, ctx, error, attempt)
         await asyncio.sleep(backoff(attempt, error.retry_after, run.retry_base_s, run.retry_max_s))
+
+
+def _bounded(record: dict[str, Any], bound: int | None) -> dict[str, Any]:
+    """A sent cell's record with its part of the sweep's ideal cached input (schedule.py), for the cache report."""
+    if bound is not None and record.get("usage") is not None:
+        record["cacheable_tokens"] = bound
+    return record
 
 
 def _spent(config: Config, pricer: Pricer, record: dict[str, Any], guess: float) -> float:
@@ -172,19 +205,23 @@ def _stopped(budget: Budget, left: int) -> str:
 async def run_cells(
     config: Config, builder: ContextBuilder, backend: Backend, store: RunStore, plan: Plan,
     *, concurrency: int, progress: Callable[[Tally, dict[str, Any]], None] | None = None,
-    pricer: Pricer | None = None, max_cost: float | None = None,
+    pricer: Pricer | None = None, max_cost: float | None = None, admission: Admission | None = None,
+    cache_aware: bool = True,
 ) -> Tally:
     """Record every pending cell of the plan: skipped ones at once, the rest through the backend.
 
     A request error that ``ends_run`` (a wrong key or model) is raised instead of recorded. With
     ``max_cost`` (USD, for the whole run directory) no cell is sent once the records' cost, the cells
-    in flight and this cell's estimate (its prompt and a full-length reply) would exceed it.
+    in flight and this cell's estimate (its prompt and a full-length reply) would exceed it. Every
+    request waits for ``admission`` (by default built from ``run.limits``) to have room for it.
     """
+    admission = admission or Admission(config.run.limits)
     pricer = pricer or pricer_for(config.model)
     budget = Budget(max_cost) if max_cost is not None else None
     tally = Tally(total=len(plan.cells))
+    done = store.finished()
     for record in store.records():
-        if record["status"] != "error":
+        if key_of(record) in done:  # errors and rate-limit skips are asked again
             tally.add(record)
         if budget is not None:
             budget.spent += _spent(config, pricer, record, 0.0)
@@ -198,7 +235,10 @@ async def run_cells(
     for cell in plan.skipped:
         keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
 
-    pending: Iterator[Cell] = iter(plan.to_ask)
+    # Cache-aware order (schedule.py): a group's first cell warms the provider's prompt cache before the rest
+    # go; cache_aware=False keeps the plan's order with nothing waiting (the naive baseline of bench/cache.py).
+    style = style_for(config.model.provider, concurrency) if cache_aware else "plan"
+    schedule = Schedule(plan.to_ask, plan.cells, cache_rule(config.model), style, provider=config.model.provider)
     run = config.run
     grader = Grader(config.scoring, base_dir=config.base_dir, timeout_s=run.timeout_s, max_retries=run.max_retries,
                     retry_base_s=run.retry_base_s, retry_max_s=run.retry_max_s)
@@ -210,23 +250,27 @@ async def run_cells(
     async def worker() -> None:
         # Workers share one iterator: at most `concurrency` cells (and prompts) are alive at once,
         # and they are taken in plan order, so neighbouring cells run close together.
-        for cell in pending:
+        while (cell := await schedule.take()) is not None:
             ctx = builder.build(cell.length, cell.depth, cell.trial)
+            cache_at, bound = schedule.breakpoints(cell, ctx), schedule.bound(cell, ctx)
             if budget is None:
-                keep(await _ask(config, ctx, backend, grader, pricer))
+                keep(_bounded(await _ask(config, ctx, backend, grader, pricer, admission, cache_at=cache_at), bound))
+                await schedule.finish(cell)
                 continue
             if budget.reserved > 0 and not calibrated.is_set():
                 await calibrated.wait()
             guess = pricer.cost(Tokens(math.ceil(ctx.tokens * budget.scale), output=most)) or 0.0
             if not budget.admit(guess):
+                await schedule.stop()
                 return  # this cell and every later one stay unasked; the cells in flight finish
-            record = await _ask(config, ctx, backend, grader, pricer)
+            record = _bounded(await _ask(config, ctx, backend, grader, pricer, admission, cache_at=cache_at), bound)
             reported = tokens_of(provider, Usage(**record["usage"])) if record.get("usage") else None
             if reported is not None and ctx.tokens:
                 budget.scale = max(budget.scale, reported.input / ctx.tokens)  # the provider counts more
             budget.settle(guess, _spent(config, pricer, record, guess))
             calibrated.set()
             keep(record)
+            await schedule.finish(cell)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(plan.to_ask)))]
     try:

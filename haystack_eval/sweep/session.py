@@ -19,6 +19,7 @@ from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
 from haystack_eval.errors import AuthFailed, BackendError, ConfigError, HaystackError, ModelNotFound, StoreError
 from haystack_eval.stats import Grid, grid
+from haystack_eval.sweep.admission import Admission
 from haystack_eval.sweep.foreign import looks_foreign, read_foreign
 from haystack_eval.sweep.plan import Plan, cells
 from haystack_eval.sweep.pricing import Pricer, pricer_for
@@ -211,12 +212,13 @@ def plan_run(config: Config, out: Path | None = None, *, resume: bool = True, wi
 async def arun(
     config: Config | str | Path, *, out: str | Path | None = None, concurrency: int | None = None,
     resume: bool = True, progress: Progress | None = None, notice: Notice | None = None,
-    backend: Backend | None = None, max_cost: float | None = None,
+    backend: Backend | None = None, max_cost: float | None = None, admission: Admission | None = None,
 ) -> Run:
     """Run (or resume) a sweep and return its run directory, read back; the backend is closed at the end.
 
     ``max_cost`` (USD) caps what the run directory's records cost: once the next cell could exceed it,
-    no further cell is sent, and the run ends ``partial`` with the reason in the manifest.
+    no further cell is sent, and the run ends ``partial`` with the reason in the manifest. ``admission``
+    replaces the rate limits built from ``run.limits`` (tests pass one with a window of seconds).
     """
     if not isinstance(config, Config):
         config = load_config(config)
@@ -243,7 +245,7 @@ async def arun(
         try:
             tally = await run_cells(config, builder, backend, store, plan,
                                     concurrency=concurrency or config.run.concurrency, progress=progress,
-                                    pricer=pricer, max_cost=max_cost)
+                                    pricer=pricer, max_cost=max_cost, admission=admission)
             reason = tally.stopped or (f"{tally.errors} cell(s) ended in an error" if tally.errors else None)
             state = "partial" if reason else "complete"
         except BackendError as exc:  # only an error that ends the run gets out of the runner

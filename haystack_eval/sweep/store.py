@@ -75,8 +75,14 @@ def latest(records: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
 
 
 def finished(records: dict[CellKey, dict[str, Any]]) -> frozenset[CellKey]:
-    """Cells whose newest record needs no new request (errors are asked again)."""
-    return frozenset(k for k, r in records.items() if r.get("status") in FINISHED_STATUSES)
+    """Cells whose newest record needs no new request (errors, and skips for a rate limit, are asked again)."""
+    return frozenset(k for k, r in records.items() if r.get("status") in FINISHED_STATUSES and not _over_limit(r))
+
+
+def _over_limit(record: dict[str, Any]) -> bool:
+    # A rate limit belongs to the account, not the model: once it is raised, the cell can be asked.
+    error = record.get("error")
+    return isinstance(error, dict) and error.get("class") == "OverRateLimit"
 
 
 class RunStore:

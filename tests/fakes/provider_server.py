@@ -8,6 +8,11 @@ message text // 4, completion tokens are the words of the answer, and ``max_toke
 that many words (finish_reason "length" / stop_reason "max_tokens"). ``cached_tokens`` and
 ``cache_write_tokens`` make every reply report that many prompt tokens as read from or written to a
 prompt cache (no caching is simulated: they only exercise the two usage conventions).
+``rate_limits`` (see ``tests/fakes/rate_limits.py``) counts requests and tokens per window, refuses a
+request past a limit with a 429 (fault "over_rate_limit"), and puts the limits in every generation
+reply's rate-limit headers, OpenAI's or Anthropic's.
+``prompt_cache`` simulates caching instead: OpenAI's automatic prefix blocks and Anthropic's
+explicit ``cache_control`` breakpoints (see ``_PromptCache``).
 
 The default answer is a plausible retriever: the sentence of the document that shares the most words
 with the question after the last "Question:" line (see ``default_answer``).
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import random
 import re
@@ -40,6 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from tests.fakes.rate_limits import FakeRateLimits, RateLedger
 
 __all__ = ["FAULTS", "FakeProvider", "FaultPlan", "RecordedRequest", "default_answer", "split_prompt"]
 
@@ -134,6 +142,7 @@ class _Call:
     max_tokens: int | None
     stream: bool
     temperature: bool  # whether the request set a temperature
+    body: Any = None  # the parsed request, for the simulated prompt cache's breakpoints
 
 
 def _text(content: Any) -> str:
@@ -154,7 +163,7 @@ def _parse_call(api: str, body: Any) -> _Call | None:
     user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     limit = next((v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if isinstance(v, int)), None)
     return _Call(api, str(body.get("model", "")), texts, user, limit, body.get("stream") is True,
-                 "temperature" in body)
+                 "temperature" in body, body)
 
 
 def split_prompt(text: str) -> tuple[str, str]:
@@ -249,11 +258,18 @@ class FakeProvider:
                  answer: Callable[[str, str], str] | None = None, context_window: int | None = None,
                  thinking_first: bool = False, port: int = 0, rejects_temperature: bool = False,
                  api_key: str | None = None, models: frozenset[str] | None = None, echo_key: bool = False,
-                 cached_tokens: int = 0, cache_write_tokens: int = 0) -> None:
+                 cached_tokens: int = 0, cache_write_tokens: int = 0,
+                 rate_limits: FakeRateLimits | None = None, prompt_cache: bool = False,
+                 cache_minimum: int = 1024) -> None:
         self.latency_s = latency_s
+        # Limits with real accounting: past one, a 429 "over_rate_limit"; every reply carries the headers.
+        self.rate_ledger = RateLedger(rate_limits) if rate_limits is not None else None
+        self._rate_waits: dict[int, float] = {}  # request number -> seconds until its limit has room
         # Prompt tokens every reply reports as read from (written to) the prompt cache, in each API's own
         # convention: OpenAI's prompt_tokens include its cached_tokens; Anthropic's input_tokens leave both out.
         self.cached_tokens, self.cache_write_tokens = cached_tokens, cache_write_tokens
+        # Simulated prompt caching (see _PromptCache); it overrides the two fixed counts above.
+        self.prompt_cache = _PromptCache(cache_minimum) if prompt_cache else None
         self.api_key = api_key  # None: any key is accepted
         self.models = models  # None: any model name is served
         self.echo_key = echo_key
@@ -358,6 +374,10 @@ class FakeProvider:
                 record.fault = refusal or self._choose_fault(prompt)
             self.requests.append(record)  # recorded before its fault is applied
             n = len(self.requests)
+            if record.fault == "ok" and call is not None and prompt is not None and self.rate_ledger is not None:
+                wait = self.rate_ledger.admit(_prompt_tokens(call))
+                if wait is not None:
+                    record.fault, self._rate_waits[n] = "over_rate_limit", wait
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
@@ -384,9 +404,17 @@ class FakeProvider:
     def _generate(self, h: _Handler, call: _Call, fault: str, n: int, key: str) -> None:
         """Answer a generation request, or apply its fault."""
         headers = {"x-request-id" if call.api == "openai" else "request-id": f"req_{n}"}
+        if self.rate_ledger is not None:
+            headers |= self.rate_ledger.headers(call.api)
+        cache = self.prompt_cache.look(call) if self.prompt_cache is not None and fault == "ok" else None
+        if cache is not None and cache.breakpoints > _MAX_BREAKPOINTS:  # as the real API refuses it
+            self._send_error(h, "invalid", call.api, n, key)
+            return
         wait = self.faults.hang_s if fault == "hang" else self.latency_s if fault == "ok" else 0.0
         if fault == "drop" or (wait > 0 and self._stopping.wait(wait)):
             h.drop()  # when stopping, nobody is waiting for the answer any more
+        elif fault == "over_rate_limit":
+            self._send_over_rate_limit(h, call.api, headers, n)
         elif fault == "malformed" and call.stream:  # a stream is malformed in its events, not its content type
             h.send(200, _MALFORMED_EVENT, headers, content_type="text/event-stream")
         elif fault == "malformed":
@@ -397,13 +425,17 @@ class FakeProvider:
             self._send_error(h, "temperature", call.api, n, key)
         else:
             text, cut, words = self._answer(call, empty=fault == "empty")
+            if self.rate_ledger is not None:
+                self.rate_ledger.spend_output(words)
             if call.api == "openai":
-                h.send(200, _dumps(self._openai_body(call, n, text, cut, words)), headers)
+                h.send(200, _dumps(_cached(cache, self._openai_body(call, n, text, cut, words))), headers)
             elif call.stream:
-                events = _message_events(self._anthropic_body(call, n, text, cut, words))
+                events = _message_events(_cached(cache, self._anthropic_body(call, n, text, cut, words)))
                 h.send(200, events, headers | {"Cache-Control": "no-cache"}, content_type="text/event-stream")
             else:
-                h.send(200, _dumps(self._anthropic_body(call, n, text, cut, words)), headers)
+                h.send(200, _dumps(_cached(cache, self._anthropic_body(call, n, text, cut, words))), headers)
+            if cache is not None and self.prompt_cache is not None:
+                self.prompt_cache.keep(call, cache)  # written once answered: a request still in flight cannot read it
 
     def _answer(self, call: _Call, *, empty: bool) -> tuple[str, bool, int]:
         """(text, whether max_tokens cut it, completion tokens) of a request."""
@@ -430,6 +462,19 @@ class FakeProvider:
             body = {"type": "error", "error": {"type": kind, "message": message}}
         h.send(status, _dumps(body), headers)
 
+    def _send_over_rate_limit(self, h: _Handler, api: str, headers: dict[str, str], n: int) -> None:
+        """A 429 for a limit the request would exceed, with its rate-limit headers and a retry-after."""
+        with self._lock:
+            wait = self._rate_waits.pop(n, 0.0)
+        headers = headers | {"retry-after": f"{wait:.3f}"}
+        if api == "openai":
+            _, kind, code, message = _OPENAI_ERRORS["429"]
+            body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        else:
+            _, kind, message = _ANTHROPIC_ERRORS["429"]
+            body = {"type": "error", "error": {"type": kind, "message": message}}
+        h.send(429, _dumps(body), headers)
+
     def _openai_body(self, call: _Call, n: int, text: str, cut: bool, words: int) -> dict[str, Any]:
         """A Chat Completions response."""
         prompt = _prompt_tokens(call)
@@ -454,6 +499,107 @@ class FakeProvider:
                       "output_tokens": words, "cache_read_input_tokens": self.cached_tokens,
                       "cache_creation_input_tokens": self.cache_write_tokens},
         }
+
+
+_MAX_BREAKPOINTS = 4  # Anthropic refuses a request with more cache_control blocks
+_BLOCK, _CHARS = 128, 4  # OpenAI caches prefixes in 128-token steps; the fake's token is 4 characters
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    """What one request found in the simulated prompt cache and would add to it."""
+
+    read: int  # prompt tokens read from the cache
+    write: int  # prompt tokens written (Anthropic style only)
+    entries: tuple[bytes, ...]  # prefixes to remember once it is answered
+    breakpoints: int = 0
+
+
+class _PromptCache:
+    """Simulated prompt caching, one cache per API and model, kept for the server's life (no expiry, no eviction).
+
+    OpenAI style (chat completions): automatic; every prefix of ``minimum`` tokens and on in 128-token steps is
+    remembered, and a request reads the longest one remembered (``prompt_tokens_details.cached_tokens``).
+    Anthropic style (messages): explicit; a prefix is remembered only where a block carries ``cache_control``
+    and is at least ``minimum`` tokens long; a request reads the longest remembered prefix that ends at one of
+    its breakpoints (``cache_read_input_tokens``) and writes its last eligible one beyond that
+    (``cache_creation_input_tokens``). The real API's look-back over earlier blocks is not simulated.
+    Tokens are characters // 4 of the request's texts, as elsewhere in this server.
+    """
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+        self._known: dict[tuple[str, str], set[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def look(self, call: _Call) -> _Lookup:
+        """The cache's answer to a request (nothing is remembered yet)."""
+        marks = _openai_marks(call, self.minimum) if call.api == "openai" else _anthropic_marks(call)
+        with self._lock:
+            known = set(self._known.get((call.api, call.model), ()))
+        if call.api == "openai":
+            read = max((tokens for tokens, digest in marks if digest in known), default=0)
+            return _Lookup(read, 0, tuple(d for _, d in marks))
+        eligible = [(tokens, digest) for tokens, digest in marks if tokens >= self.minimum]
+        read = max((tokens for tokens, digest in eligible if digest in known), default=0)
+        write = max(0, eligible[-1][0] - read) if eligible and eligible[-1][1] not in known else 0
+        return _Lookup(read, write, tuple(d for _, d in eligible), breakpoints=len(marks))
+
+    def keep(self, call: _Call, found: _Lookup) -> None:
+        """Remember a request's prefixes once it has been answered."""
+        with self._lock:
+            self._known.setdefault((call.api, call.model), set()).update(found.entries)
+
+
+def _openai_marks(call: _Call, minimum: int) -> list[tuple[int, bytes]]:
+    """(tokens, hash) of every cacheable prefix of an OpenAI request: from ``minimum`` tokens in 128-token steps."""
+    text = "\x00".join(call.texts)
+    running, at, marks = hashlib.sha1(usedforsecurity=False), 0, []
+    for tokens in range(minimum, len(text) // _CHARS + 1, _BLOCK):
+        running.update(text[at:tokens * _CHARS].encode())
+        at = tokens * _CHARS
+        marks.append((tokens, running.copy().digest()))
+    return marks
+
+
+def _anthropic_marks(call: _Call) -> list[tuple[int, bytes]]:
+    """(tokens, hash) of the prefix ending at each ``cache_control`` block of an Anthropic request, in order."""
+    body = call.body if isinstance(call.body, dict) else {}
+    system = body.get("system")
+    blocks = [_block(part) for part in (system if isinstance(system, list) else [system or ""])]
+    for message in body.get("messages") or []:  # rendered in order: system, then each message's blocks
+        blocks.append((f"\x00{message.get('role')}\x00", False))
+        content = message.get("content")
+        blocks += [_block(part) for part in (content if isinstance(content, list) else [content or ""])]
+    running, chars, marks = hashlib.sha1(usedforsecurity=False), 0, []
+    for text, breakpoint in blocks:
+        running.update(text.encode())
+        chars += len(text)
+        if breakpoint:
+            marks.append((chars // _CHARS, running.copy().digest()))
+    return marks
+
+
+def _block(part: Any) -> tuple[str, bool]:
+    """A system or content part as (text, whether it carries cache_control)."""
+    if isinstance(part, dict):
+        return str(part.get("text") or ""), isinstance(part.get("cache_control"), dict)
+    return str(part), False
+
+
+def _cached(found: _Lookup | None, body: dict[str, Any]) -> dict[str, Any]:
+    """A response body with the simulated cache's counts, in its API's usage convention."""
+    if found is None:
+        return body
+    usage = body["usage"]
+    if "prompt_tokens" in usage:  # OpenAI: prompt_tokens include the cached ones
+        usage["prompt_tokens_details"]["cached_tokens"] = min(found.read, usage["prompt_tokens"])
+        return body
+    total = usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
+    read = min(found.read, total)
+    write = min(found.write, total - read)
+    usage.update(input_tokens=total - read - write, cache_read_input_tokens=read, cache_creation_input_tokens=write)
+    return body
 
 
 def _key(headers: dict[str, str]) -> str:
