@@ -34,8 +34,9 @@ from haystack_eval import load_config
 from haystack_eval.backends import create_backend
 from haystack_eval.backends.base import Request, Settings
 from haystack_eval.backends.gguf import gguf_path, load_llama
+from haystack_eval.config import ScoringConfig
 from haystack_eval.contexts import Context, builder_for
-from haystack_eval.scoring import score
+from haystack_eval.scoring import grade
 from haystack_eval.sweep import cells
 
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -110,14 +111,15 @@ def order(repeat: int) -> dict[str, dict[str, float]]:
     for _ in range(repeat):
         results["plan order"].append(asyncio.run(sweep(planned)))
         results["shuffled"].append(asyncio.run(sweep(shuffled)))
-    expected = {c.key: builder.build(c.length, c.depth, c.trial).expected for c in planned}
+    expected = {c.key: builder.build(c.length, c.depth, c.trial).answers for c in planned}
+    contains = ScoringConfig()
     summary = {}
     for name, runs in results.items():
         answers = runs[0][3]
         summary[name] = {
             "wall_s": statistics.median(r[0] for r in runs),
             "evaluated": runs[0][1], "cached": runs[0][2],
-            "accuracy": sum(score("contains", expected[k], a) for k, a in answers.items()) / len(answers),
+            "accuracy": sum(grade(contains, expected[k], a).score or 0.0 for k, a in answers.items()) / len(answers),
         }
     first, second = results["plan order"][0][3], results["shuffled"][0][3]
     summary["shuffled"]["answers_differing"] = sum(first[k] != second[k] for k in first)

@@ -140,6 +140,9 @@ def run(
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", min=0, metavar="USD", help="Send no cell that could take the run's cost (records of earlier "
         "invocations included) past USD; the run ends partial.")] = None,
+    batch: Annotated[bool, typer.Option("--batch", help="Send the cells through the provider's batch API (OpenAI, Anthropic): "
+                                        "batch prices, results within 24 h; polls every run.poll_s, and the same "
+                                        "command resumes polling.")] = False,
 ) -> None:
     """Run the sweep (resuming where it stopped), write the run directory, then its heatmaps and report."""
     import asyncio
@@ -161,7 +164,8 @@ def run(
         progress = progress_for(len(plan.cells), len(plan.cells) - len(plan.pending), quiet=quiet)
         try:
             result = asyncio.run(arun(cfg, out=target, concurrency=concurrency, resume=not no_resume,
-                                      progress=progress.update, notice=progress.note, max_cost=max_cost))
+                                      progress=progress.update, notice=progress.note, max_cost=max_cost,
+                                      batch=batch))
         except KeyboardInterrupt:
             progress.stop()
             typer.echo(f"interrupted: finished records are kept in {target}; run the same command to resume", err=True)

@@ -343,6 +343,8 @@ class RunConfig(_Strict):
     # What a run may send per minute; unset, the limits are learnt from the replies' headers.
     # Not part of what a cell measures: the run's fingerprint leaves the whole run: section out.
     limits: RunLimits = RunLimits()
+    # Seconds between two polls of a submitted batch (run --batch); the batch APIs take minutes to hours.
+    poll_s: float = Field(30.0, gt=0, le=3600)
 
 
 class CheckConfig(_Strict):

@@ -76,7 +76,7 @@ def test_estimate_prints_tokens_costs_and_assumptions(capsys: pytest.CaptureFixt
     assert "prices (USD per million tokens): input " in out
     for label in ("plain requests: $", "with prompt caching: $", "caching, warmed: $", "batch API: $"):
         assert label in out
-    assert "- prices: genai-prices " in out and "128-token steps" in out and "not send batches yet" in out
+    assert "- prices: genai-prices " in out and "128-token steps" in out and "`run --batch` sends them" in out
 
 
 MAX_COST = """\

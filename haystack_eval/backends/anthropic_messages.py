@@ -73,15 +73,24 @@ class AnthropicBackend:
         """Nothing is asked of the server; the window is whatever the config says."""
         return Capabilities()
 
+    @property
+    def client(self) -> Any:
+        """The SDK client (base URL, key, http_client as configured), for Message Batches (backends/batches.py)."""
+        return self._client
+
+    def params(self, request: Request) -> dict[str, Any]:
+        """The Messages parameters of one request, without its temperature."""
+        system = "\n\n".join(m.content for m in request.prompt.messages if m.role == "system")
+        params: dict[str, Any] = {"model": self.model.name, "max_tokens": request.settings.max_output_tokens,
+                                  "messages": _turns(request)}
+        if system:
+            params["system"] = system
+        return params
+
     async def generate(self, request: Request) -> Reply:
         """One message."""
         settings = request.settings
-        system = "\n\n".join(m.content for m in request.prompt.messages if m.role == "system")
-        turns = _turns(request)
-        params: dict[str, Any] = {"model": self.model.name, "max_tokens": settings.max_output_tokens,
-                                  "messages": turns}
-        if system:
-            params["system"] = system
+        params = self.params(request)
         if settings.temperature is not None and self.sends_temperature:
             try:
                 return await self._send({**params, "extra_body": {"temperature": settings.temperature}}, settings)
@@ -105,7 +114,10 @@ class AnthropicBackend:
                 message = await raw.parse()  # anthropic's async raw responses parse asynchronously
                 request_id = raw.headers.get("request-id")
                 limits = rate_limit_headers(raw.headers)
-        latency = time.perf_counter() - start
+        return self.reply_from(message, time.perf_counter() - start, request_id, limits)
+
+    def reply_from(self, message: Any, latency: float, request_id: str | None, limits: dict[str, str]) -> Reply:
+        """The Reply of a parsed Message (from a request or a batch's results)."""
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = message.usage
         return Reply(

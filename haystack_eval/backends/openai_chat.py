@@ -88,13 +88,24 @@ class OpenAIBackend:
                 return int(value) if isinstance(value, int) else None
         return None
 
-    async def generate(self, request: Request) -> Reply:
-        """One chat completion."""
+    @property
+    def client(self) -> Any:
+        """The SDK client (base URL, key, http_client as configured), for the Batch API (sweep/batch.py)."""
+        return self._client
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The Chat Completions request body of one request."""
         settings = request.settings
         body: dict[str, Any] = {"model": self.model.name, "messages": request.prompt.to_json()}
         body["max_tokens" if self.compatible else "max_completion_tokens"] = settings.max_output_tokens
         if settings.temperature is not None and not self.reasoning:
             body["temperature"] = settings.temperature
+        return body
+
+    async def generate(self, request: Request) -> Reply:
+        """One chat completion."""
+        settings = request.settings
+        body = self.body(request)
         start = time.perf_counter()
         with sdk_errors(self._openai, secret=self._key, timeout_s=settings.timeout_s, id_header="x-request-id"):
             # The SDK's generic post (documented for any endpoint) sends raw content as it is;
@@ -106,7 +117,10 @@ class OpenAIBackend:
             raw: Any = await self._client.post("/chat/completions", cast_to=self._completion, content=encoded,
                                                options={"headers": headers})
             completion = raw.parse()
-        latency = time.perf_counter() - start
+        return self.reply_from(completion, time.perf_counter() - start, rate_limit_headers(raw.headers))
+
+    def reply_from(self, completion: Any, latency: float, rate_headers: dict[str, str]) -> Reply:
+        """The Reply of a parsed ChatCompletion (from a request or a batch's output file)."""
         if not completion.choices:
             raise MalformedReply("the reply has no choices", request_id=getattr(completion, "_request_id", None))
         choice = completion.choices[0]
@@ -125,7 +139,7 @@ class OpenAIBackend:
             latency_s=latency,
             request_id=getattr(completion, "_request_id", None) or completion.id,
             cut_off=choice.finish_reason == "length",
-            rate_headers=rate_limit_headers(raw.headers),
+            rate_headers=rate_headers,
         )
 
     async def aclose(self) -> None:

@@ -216,7 +216,7 @@ def _assumptions(config: Config, builder: ContextBuilder, pricer: Pricer, rule: 
                 "this order)")
     said.append(rule.note)
     said.append("batch: batch prices from the price data where it has them, else half the plain price; no "
-                "caching counted; haystack-eval does not send batches yet (issue 7, batch mode)")
+                "caching counted; `run --batch` sends them")
     return tuple(said)
 
 

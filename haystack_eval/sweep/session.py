@@ -20,6 +20,7 @@ from haystack_eval.contexts import ContextBuilder, builder_for
 from haystack_eval.errors import AuthFailed, BackendError, ConfigError, HaystackError, ModelNotFound, StoreError
 from haystack_eval.stats import Grid, grid
 from haystack_eval.sweep.admission import Admission
+from haystack_eval.sweep.batch import check_batch, run_batch
 from haystack_eval.sweep.foreign import looks_foreign, read_foreign
 from haystack_eval.sweep.plan import Plan, cells
 from haystack_eval.sweep.pricing import Pricer, pricer_for
@@ -213,17 +214,22 @@ async def arun(
     config: Config | str | Path, *, out: str | Path | None = None, concurrency: int | None = None,
     resume: bool = True, progress: Progress | None = None, notice: Notice | None = None,
     backend: Backend | None = None, max_cost: float | None = None, admission: Admission | None = None,
+    batch: bool = False, max_polls: int | None = None,
 ) -> Run:
     """Run (or resume) a sweep and return its run directory, read back; the backend is closed at the end.
 
     ``max_cost`` (USD) caps what the run directory's records cost: once the next cell could exceed it,
     no further cell is sent, and the run ends ``partial`` with the reason in the manifest. ``admission``
     replaces the rate limits built from ``run.limits`` (tests pass one with a window of seconds).
+    ``batch`` sends the cells through the provider's batch API (sweep/batch.py), polling every
+    ``run.poll_s`` (at most ``max_polls`` times, then the run ends partial with its batches open).
     """
     if not isinstance(config, Config):
         config = load_config(config)
     builder = builder_for(config)
     pricer = pricer_for(config.model)
+    if batch:
+        check_batch(config, max_cost)
     if max_cost is not None and not pricer.known:
         raise ConfigError(f"a cost limit needs prices, and {pricer.source}", where=config.where("model", "prices"),
                           fix="set model.prices: {input: ..., output: ...} in USD per million tokens, "
@@ -241,11 +247,18 @@ async def arun(
             say(f"{target / RESULTS}: cut a torn last line ({store.dropped_bytes} bytes) left by a crash; "
                 "its cell is asked again")
         plan = Plan(tuple(cells(config)), store.finished(), window, config.model.params.max_output_tokens)
+        if not batch and any(b.get("state") == "open" for b in store.manifest.get("batches") or []):
+            say("this run directory has batches still open: their cells are asked again one by one (and paid twice); "
+                "stop and run with --batch to collect them instead")
         state, reason, tally = "interrupted", None, None  # what a Ctrl-C (task cancellation) leaves
         try:
-            tally = await run_cells(config, builder, backend, store, plan,
-                                    concurrency=concurrency or config.run.concurrency, progress=progress,
-                                    pricer=pricer, max_cost=max_cost, admission=admission)
+            if batch:
+                tally = await run_batch(config, builder, backend, store, plan, pricer=pricer, progress=progress,
+                                        notice=say, max_polls=max_polls)
+            else:
+                tally = await run_cells(config, builder, backend, store, plan,
+                                        concurrency=concurrency or config.run.concurrency, progress=progress,
+                                        pricer=pricer, max_cost=max_cost, admission=admission)
             reason = tally.stopped or (f"{tally.errors} cell(s) ended in an error" if tally.errors else None)
             state = "partial" if reason else "complete"
         except BackendError as exc:  # only an error that ends the run gets out of the runner
@@ -258,7 +271,7 @@ async def arun(
             counts = dict(Counter(r["status"] for r in store.records()))
             extra = {"partial_reason": reason} if reason else {}
             if tally is not None and tally.stopped:
-                extra["stopped_by"] = "max_cost"  # for scripts: cells were left unasked on purpose
+                extra["stopped_by"] = "batch" if batch else "max_cost"  # for scripts: cells were left unasked on purpose
             store.close(state=state, updated=now(), statuses=counts, **extra)
     finally:
         await backend.aclose()

@@ -151,6 +151,8 @@ class RunStore:
         dropped = size - ((path / RESULTS).stat().st_size if size else 0)
         if old is not None:
             manifest = {**manifest, "created": old.get("created", manifest["created"])}
+            if old.get("batches"):  # submitted batches outlive the process that sent them (run --batch)
+                manifest["batches"] = old["batches"]
         _write_json(path / MANIFEST, manifest)
         return cls(path, lock, manifest, records, dropped)
 
@@ -228,6 +230,11 @@ class RunStore:
             self._failure = exc
             with contextlib.suppress(OSError):  # leave no torn line behind; a crash leaves one, cut on opening
                 self._handle.truncate(good)
+
+    def note(self, **updates: Any) -> None:
+        """Update the manifest on disk now (the ids of submitted batches, before anything else happens)."""
+        self.manifest = {**self.manifest, **updates}
+        _write_json(self.path / MANIFEST, self.manifest)
 
     def close(self, **updates: Any) -> None:
         """Flush every queued record, update the manifest, release the directory."""

@@ -1,7 +1,8 @@
 """A fake OpenAI and Anthropic HTTP server on 127.0.0.1 that the real SDKs talk to, with injectable faults.
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic, also ``stream: true``),
-``POST /v1/messages/count_tokens`` and ``GET /v1/models``; anything else is a 404.
+``POST /v1/messages/count_tokens`` and ``GET /v1/models``; anything else is a 404. With ``batches``
+(tests/fakes/batch_api.py) it also serves the batch APIs.
 
 Token counts are an approximation, not a tokenizer: prompt tokens are the characters of all system and
 message text // 4, completion tokens are the words of the answer, and ``max_tokens`` cuts the answer to
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from tests.fakes.batch_api import FakeBatches
 from tests.fakes.rate_limits import FakeRateLimits, RateLedger
 
 __all__ = ["FAULTS", "FakeProvider", "FaultPlan", "RecordedRequest", "default_answer", "split_prompt"]
@@ -260,8 +262,9 @@ class FakeProvider:
                  api_key: str | None = None, models: frozenset[str] | None = None, echo_key: bool = False,
                  cached_tokens: int = 0, cache_write_tokens: int = 0,
                  rate_limits: FakeRateLimits | None = None, prompt_cache: bool = False,
-                 cache_minimum: int = 1024) -> None:
+                 cache_minimum: int = 1024, batches: FakeBatches | None = None) -> None:
         self.latency_s = latency_s
+        self.batches = batches  # the OpenAI Batch API (tests/fakes/batch_api.py); None: its routes are 404s
         # Limits with real accounting: past one, a 429 "over_rate_limit"; every reply carries the headers.
         self.rate_ledger = RateLedger(rate_limits) if rate_limits is not None else None
         self._rate_waits: dict[int, float] = {}  # request number -> seconds until its limit has room
@@ -360,6 +363,12 @@ class FakeProvider:
         record = RecordedRequest(h.command, h.path.split("?", 1)[0], {k.lower(): v for k, v in h.headers.items()},
                                  body, started)
         route = f"{record.method} {record.path}"
+        if self.batches is not None and self.batches.serves(route):
+            with self._lock:
+                self.requests.append(record)
+            self.batches.handle(self, h, route, raw)
+            record.finished = time.monotonic()
+            return
         api = "openai" if route == "POST /v1/chat/completions" else "anthropic"
         call = _parse_call(api, body)
         prompt = "\n".join(call.texts) if call is not None and route in _GENERATE else None
