@@ -20,9 +20,9 @@ from haystack_eval.config import Config
 from haystack_eval.contexts import ContextBuilder
 from haystack_eval.errors import BackendError, ConfigError, ModelNotFound, RequestTimeout, ServerError
 from haystack_eval.sweep.grading import Grader
-from haystack_eval.sweep.plan import CellKey, Plan, key_of
+from haystack_eval.sweep.plan import CellKey, Plan
 from haystack_eval.sweep.pricing import Pricer, tokens_of
-from haystack_eval.sweep.runner import Tally, _error_record, _reply_record, _skipped_record
+from haystack_eval.sweep.runner import Tally, _error_record, _reply_record, start
 from haystack_eval.sweep.store import RunStore, now
 
 __all__ = ["BATCH_PROVIDERS", "check_batch", "chunks", "custom_id", "run_batch"]
@@ -84,20 +84,7 @@ async def run_batch(
         raise ConfigError("this backend has no batch API", where=config.where("model", "provider"),
                           fix="run without --batch")
     say = notice or (lambda _message: None)
-    tally = Tally(total=len(plan.cells))
-    done = store.finished()
-    for record in store.records():
-        if key_of(record) in done:
-            tally.add(record)
-
-    def keep(record: dict[str, Any]) -> None:
-        store.append(record)
-        tally.add(record)
-        if progress is not None:
-            progress(tally, record)
-
-    for cell in plan.skipped:
-        keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
+    tally, keep = start(config, builder, store, plan, progress)
     batches: list[dict[str, Any]] = list(store.manifest.get("batches") or [])
     waiting = {cid for b in batches if b["state"] == "open" for cid in b["cells"]}
     params = config.model.params

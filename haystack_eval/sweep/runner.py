@@ -25,7 +25,7 @@ from haystack_eval.sweep.retry import backoff
 from haystack_eval.sweep.schedule import Schedule, style_for
 from haystack_eval.sweep.store import RunStore, now
 
-__all__ = ["Tally", "run_cells"]
+__all__ = ["Tally", "run_cells", "start"]
 
 
 @dataclass
@@ -202,6 +202,29 @@ def _stopped(budget: Budget, left: int) -> str:
             f"could cost up to ${budget.refused or 0:,.4f}; {left} cell(s) not asked")
 
 
+def start(
+    config: Config, builder: ContextBuilder, store: RunStore, plan: Plan,
+    progress: Callable[[Tally, dict[str, Any]], None] | None,
+) -> tuple[Tally, Callable[[dict[str, Any]], None]]:
+    """The tally of the records already finished, and ``keep`` (store, count, report a record); the
+    cells too long for the model's window are recorded as skipped at once."""
+    tally = Tally(total=len(plan.cells))
+    done = store.finished()
+    for record in store.records():
+        if key_of(record) in done:  # errors and rate-limit skips are asked again
+            tally.add(record)
+
+    def keep(record: dict[str, Any]) -> None:
+        store.append(record)
+        tally.add(record)
+        if progress is not None:
+            progress(tally, record)
+
+    for cell in plan.skipped:
+        keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
+    return tally, keep
+
+
 async def run_cells(
     config: Config, builder: ContextBuilder, backend: Backend, store: RunStore, plan: Plan,
     *, concurrency: int, progress: Callable[[Tally, dict[str, Any]], None] | None = None,
@@ -218,22 +241,10 @@ async def run_cells(
     admission = admission or Admission(config.run.limits)
     pricer = pricer or pricer_for(config.model)
     budget = Budget(max_cost) if max_cost is not None else None
-    tally = Tally(total=len(plan.cells))
-    done = store.finished()
-    for record in store.records():
-        if key_of(record) in done:  # errors and rate-limit skips are asked again
-            tally.add(record)
-        if budget is not None:
+    tally, keep = start(config, builder, store, plan, progress)
+    if budget is not None:
+        for record in store.records():
             budget.spent += _spent(config, pricer, record, 0.0)
-
-    def keep(record: dict[str, Any]) -> None:
-        store.append(record)
-        tally.add(record)
-        if progress is not None:
-            progress(tally, record)
-
-    for cell in plan.skipped:
-        keep(_skipped_record(config, builder.build(cell.length, cell.depth, cell.trial), plan.window))
 
     # Cache-aware order (schedule.py): a group's first cell warms the provider's prompt cache before the rest
     # go; cache_aware=False keeps the plan's order with nothing waiting (the naive baseline of bench/cache.py).
