@@ -74,7 +74,7 @@ def test_estimate_prints_tokens_costs_and_assumptions(capsys: pytest.CaptureFixt
     assert code == 0, err
     assert "input tokens: 49" in out and "output tokens (typical):" in out
     assert "prices (USD per million tokens): input " in out
-    for label in ("plain requests: $", "with prompt caching: $", "caching, warmed: $", "batch API: $"):
+    for label in ("plain requests: $", "caching, naive order: $", "caching, as run sends: $", "batch API: $"):
         assert label in out
     assert "- prices: genai-prices " in out and "128-token steps" in out and "`run --batch` sends them" in out
 

@@ -1,8 +1,8 @@
 """``estimate``: calls, tokens and cost of a sweep before anything is sent.
 
-Four scenarios: plain requests; prompt caching as the runner sends cells today (plan order, with
-``run.concurrency`` in flight); prompt caching with each cell sent after the one before it (the bound
-for this order, which warm-then-fan-out scheduling would reach); and a batch API. Every prompt is
+Four scenarios: plain requests; prompt caching for a sender that ignores the cache (plan order, with
+``run.concurrency`` in flight: the naive baseline); prompt caching at its bound for this sweep, which
+``run``'s cache-aware scheduling (schedule.py) reaches; and a batch API. Every prompt is
 built, so input tokens are exact in the configured tokenizer, and the prefix two prompts share is
 measured: cells of one length and trial share everything before the earlier needle.
 """
@@ -174,7 +174,7 @@ def _scenario(cells: Sequence[_Cell], pricer: Pricer, most: int, reads: Sequence
 
 
 def estimate(config: Config, builder: ContextBuilder, plan: Plan, pricer: Pricer) -> Estimate:
-    """Calls, tokens and cost of a plan's cells: plain, cached as sent today, cached at best, and batched."""
+    """Calls, tokens and cost of a plan's cells: plain, cached as a naive sender gets it, cached at best, batched."""
     most, lag = config.model.params.max_output_tokens, config.run.concurrency
     ask = plan.to_ask
     exact = len(ask) <= _EXACT_CELLS and sum(c.length for c in ask) <= _EXACT_TOKENS
@@ -209,11 +209,10 @@ def _assumptions(config: Config, builder: ContextBuilder, pricer: Pricer, rule: 
     else:
         said.append(f"output: cost_usd takes every reply at max_output_tokens ({model.params.max_output_tokens}); "
                     f"cost_usd_typical takes replies of the answer's length plus {_REPLY_EXTRA} tokens")
-    said.append(f"cached: cells go in plan order (length, trial, then depth) with {lag} in flight "
-                "(run.concurrency), so a cell reuses the prefix of the cell " + ("just before it" if lag == 1 else
-                f"{lag} places before it") + ", which shares everything before the earlier needle when both "
-                "have the same length and trial; cached_warm: each cell after the one before it (the bound for "
-                "this order)")
+    said.append(f"cached: a sender that ignores the cache, in plan order (length, trial, then depth) with {lag} "
+                "in flight (run.concurrency), so a cell reuses the prefix of the cell " + ("just before it" if lag == 1
+                else f"{lag} places before it") + "; cached_warm: the bound for this sweep, which run's cache-aware "
+                "scheduling reaches (cells of one length and trial share everything before the earlier needle)")
     said.append(rule.note)
     said.append("batch: batch prices from the price data where it has them, else half the plain price; no "
                 "caching counted; `run --batch` sends them")
@@ -234,7 +233,7 @@ def describe(result: Estimate) -> list[str]:
         lines.append("prices (USD per million tokens): " + ", ".join(
             f"{label} {prices[key]:g}" for key, label in (("input", "input"), ("cached_input", "cached input"),
                                                           ("cache_write", "cache write"), ("output", "output"))))
-    labels = {"plain": "plain requests", "cached": "with prompt caching", "cached_warm": "caching, warmed",
+    labels = {"plain": "plain requests", "cached": "caching, naive order", "cached_warm": "caching, as run sends",
               "batch": "batch API"}
     lines.append(f"{'cost':>24}: at most / typical (cached share of input)")
     for name, label in labels.items():
