@@ -138,7 +138,8 @@ class Grader:
         while True:
             attempt += 1
             try:
-                reply = await asyncio.wait_for(judge.generate(request), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # not wait_for: see runner._ask
+                    reply = await judge.generate(request)
                 break
             except TimeoutError:
                 error: BackendError = RequestTimeout(f"no reply within {self.timeout_s:g} s")

@@ -154,7 +154,10 @@ async def _ask(config: Config, ctx: Context, backend: Backend, grader: Grader, p
             return _over_limit_record(config, ctx, exc, attempt)
         attempt += 1
         try:
-            reply = await asyncio.wait_for(backend.generate(request), run.timeout_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for returns a reply that lands as it is cancelled
+            # and so swallows the cancellation (a Ctrl-C that never stops the run)
+            async with asyncio.timeout(run.timeout_s):
+                reply = await backend.generate(request)
         except TimeoutError:
             error: BackendError = RequestTimeout(f"no reply within {run.timeout_s:g} s")
         except BackendError as exc:
