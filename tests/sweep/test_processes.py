@@ -48,10 +48,12 @@ def start(config: Path, out: Path, *extra: str, prefix: Sequence[str] = (), file
           key: str = KEY) -> subprocess.Popen[str]:
     """``haystack-eval run`` in a subprocess; ``file_limit`` caps the size of any file it writes (a full disk)."""
     env = {**os.environ, "HAYSTACK_TEST_KEY": key}
-    python = [sys.executable, "-m", "haystack_eval"]
+    # Ctrl-C as in a terminal: a test suite started in the background inherits SIGINT ignored, and a
+    # Python started with SIGINT ignored never raises KeyboardInterrupt, so give the run Python's handler.
+    setup = ["import signal", "signal.signal(signal.SIGINT, signal.default_int_handler)"]
     if file_limit is not None:  # a write past it fails with EFBIG after writing what fits (Python ignores SIGXFSZ)
-        limit = f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_limit}, {file_limit}))"
-        python = [sys.executable, "-c", f"import resource; {limit}; from haystack_eval.cli import main; main()"]
+        setup += ["import resource", f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_limit}, {file_limit}))"]
+    python = [sys.executable, "-c", "; ".join([*setup, "from haystack_eval.cli import main", "main()"])]
     return subprocess.Popen([*prefix, *python, "run", str(config), "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
