@@ -63,7 +63,7 @@ class AnthropicBackend:
 
         self._anthropic = anthropic
         self.model = model
-        self._key = api_key(model, "ANTHROPIC_API_KEY")
+        self._key = api_key(model)
         self._client = anthropic.AsyncAnthropic(
             api_key=self._key, base_url=model.base_url, max_retries=0, timeout=timeout_s, http_client=http_client,
         )

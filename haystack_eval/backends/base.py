@@ -39,6 +39,7 @@ __all__ = [
     "Usage",
     "api_key",
     "error_from_status",
+    "key_env",
     "rate_limit_headers",
     "retry_after",
     "scrub",
@@ -116,9 +117,18 @@ class Backend(Protocol):
         ...
 
 
-def api_key(model: ModelConfig, default_env: str | None) -> str | None:
+# The variable each provider's key is read from when the config names none (openai-compatible: none).
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def key_env(model: ModelConfig) -> str | None:
+    """The environment variable the model's key comes from: the config's, or the provider's usual one."""
+    return model.api_key_env or DEFAULT_KEY_ENV.get(model.provider)
+
+
+def api_key(model: ModelConfig) -> str | None:
     """The key from the environment variable the config names (or the provider's usual one)."""
-    name = model.api_key_env or default_env
+    name = key_env(model)
     if name is None:
         return None
     value = os.environ.get(name)

@@ -51,7 +51,7 @@ class OpenAIBackend:
         self._completion = ChatCompletion
         self.model = model
         self.compatible = model.provider == "openai-compatible"
-        self._key = api_key(model, None if self.compatible else "OPENAI_API_KEY")
+        self._key = api_key(model)
         self.reasoning = not self.compatible and is_reasoning_model(model.name)
         self._client = openai.AsyncOpenAI(
             api_key=self._key or "not-needed",  # local servers usually take any key

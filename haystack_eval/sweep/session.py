@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from haystack_eval.backends import Backend, create_backend
+from haystack_eval.backends.base import key_env
 from haystack_eval.config import Config, load_config
 from haystack_eval.contexts import ContextBuilder, builder_for
 from haystack_eval.errors import AuthFailed, BackendError, ConfigError, HaystackError, ModelNotFound, StoreError
@@ -278,15 +279,12 @@ async def arun(
     return load_run(target)
 
 
-_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}  # what the backends read by default
-
-
 def _ended(config: Config, error: BackendError) -> HaystackError:
     """The one line for a request error that stopped the sweep: what the server said and what to fix."""
     said = f"HTTP {error.status}: {error.problem}" if error.status else error.problem
     model = config.model
     if isinstance(error, AuthFailed):
-        variable = model.api_key_env or _KEY_ENV.get(model.provider)
+        variable = key_env(model)
         check = (f"check the key in {variable} (and that it is for this provider)" if variable
                  else "set model.api_key_env to the variable that holds this server's key")
         return ConfigError(f"the server refused the key ({said})", fix=f"{check}; then run the same command to resume",
